@@ -1,0 +1,33 @@
+# Two entry points: `make run` (install, fetch the sample, serve the app) and
+# `make test` (install, fetch the sample, run every test layer).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+PORT ?= 8501
+
+.PHONY: install sample run test bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+sample: install
+	$(PY) -m core sample
+
+run: sample
+	$(VENV)/bin/streamlit run app.py --server.address 0.0.0.0 --server.port $(PORT)
+
+test: sample
+	$(PY) -m pytest
+
+bench: sample
+	$(PY) benchmarks/segment_speed.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

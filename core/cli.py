@@ -1,0 +1,94 @@
+"""``python -m core``: segment, evaluate, analyse lesions, train, fetch the sample.
+
+Every command exits 0 on success. A problem the user can fix
+(``LiverSegError``, a missing or unreadable file) prints one ``error: ...`` line
+and exits 2: no traceback, and no partial output file (outputs are written
+through ``core.atomic``). Heavy modules are imported inside the commands so
+that ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.errors import LiverSegError
+
+EXIT_USAGE = 2
+
+
+def _segment(args: argparse.Namespace) -> None:
+    raise LiverSegError("segment: not built yet")  # engine helper: implement
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    raise LiverSegError("evaluate: not built yet")  # metrics helper: implement
+
+
+def _lesions(args: argparse.Namespace) -> None:
+    raise LiverSegError("lesions: not built yet")  # metrics helper: implement
+
+
+def _train(args: argparse.Namespace) -> None:
+    from core.train import train_from_args
+
+    train_from_args(args)
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from core.sample import ensure_sample
+
+    scan, labels = ensure_sample()
+    print(f"sample scan: {scan}\nsample labels: {labels}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="Liver and liver-lesion segmentation of abdominal CT.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    segment = commands.add_parser("segment", help="segment a CT scan into liver (1) and lesions (2)")
+    segment.add_argument("input", type=Path, help="NIfTI file (.nii, .nii.gz), DICOM series folder, or .zip of one")
+    segment.add_argument("-o", "--output", type=Path, required=True, help="label map to write (.nii.gz), on the input's grid")
+    segment.add_argument("--model", help="model folder name under trained/ (default: the configured default model)")
+    segment.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto takes CUDA when present (default)")
+    segment.add_argument("--lesions", type=Path, metavar="CSV", help="also write the lesion table here")
+    segment.set_defaults(run=_segment)
+
+    evaluate = commands.add_parser("evaluate", help="score a predicted label map against ground truth")
+    evaluate.add_argument("prediction", type=Path, help="predicted label map (0/1/2)")
+    evaluate.add_argument("ground_truth", type=Path, help="reference label map (0/1/2, or a binary liver mask)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.set_defaults(run=_evaluate)
+
+    lesions = commands.add_parser("lesions", help="list the lesions of a label map")
+    lesions.add_argument("mask", type=Path, help="label map (0/1/2)")
+    lesions.add_argument("--scan", type=Path, required=True, help="the CT the mask belongs to (for HU and geometry)")
+    lesions.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    lesions.set_defaults(run=_lesions)
+
+    from core.train_config import add_train_arguments  # light: argparse only, no torch
+
+    train = commands.add_parser("train", help="train or fine-tune a model on labelled CT")
+    add_train_arguments(train)
+    train.set_defaults(run=_train)
+
+    sample = commands.add_parser("sample", help="fetch the built-in sample scan (LiTS 117) once")
+    sample.set_defaults(run=_sample)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except LiverSegError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
+        print(f"error: {error.strerror or error}: {error.filename}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted; no output was written", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,62 @@
+"""Where things live and the limits the engine enforces: configuration in one place.
+
+Every setting can be overridden by an environment variable named here, so a
+lab server can be configured without touching the code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from core.errors import LiverSegError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _path(variable: str, default: Path) -> Path:
+    value = os.environ.get(variable)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def _number(variable: str, default: float) -> float:
+    value = os.environ.get(variable)
+    if value is None:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise LiverSegError(f"{variable}={value!r} is not a number; set it to a number or unset it") from None
+
+
+#: Shipped and locally trained models, one folder each (weights + card.json).
+TRAINED_DIR = _path("LIVERSEG_TRAINED_DIR", ROOT / "trained")
+#: Downloads and conversions made at set-up (the sample scan); git-ignored.
+CACHE_DIR = _path("LIVERSEG_CACHE_DIR", ROOT / ".cache")
+SAMPLE_DIR = CACHE_DIR / "sample"
+SAMPLE_SCAN = SAMPLE_DIR / "lits117_ct.nii.gz"
+SAMPLE_LABELS = SAMPLE_DIR / "lits117_labels.nii.gz"
+#: Background training jobs, one folder each.
+JOBS_DIR = _path("LIVERSEG_JOBS_DIR", ROOT / ".jobs")
+#: The real CT cases beside the checkout (read-only), when present.
+SHARED_DATA_DIR = _path("LIVERSEG_SHARED_DATA", ROOT.parent / "shared" / "data")
+
+
+def data_dirs() -> list[Path]:
+    """Folders under which training data may be chosen (``LIVERSEG_DATA_DIRS``, ``os.pathsep``-separated)."""
+    value = os.environ.get("LIVERSEG_DATA_DIRS")
+    if value:
+        return [Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p]
+    return [d for d in (SHARED_DATA_DIR, SAMPLE_DIR) if d.is_dir()]
+
+
+#: Lesion components smaller than this are dropped as specks (mL).
+MIN_LESION_ML = _number("LIVERSEG_MIN_LESION_ML", 0.1)
+#: How far lesions may reach beyond the liver mask before they are cut (mm).
+LESION_MARGIN_MM = _number("LIVERSEG_LESION_MARGIN_MM", 3.0)
+
+#: Zip uploads are checked against these before anything is extracted.
+ZIP_MAX_FILES = int(_number("LIVERSEG_ZIP_MAX_FILES", 5000))
+ZIP_MAX_TOTAL_BYTES = int(_number("LIVERSEG_ZIP_MAX_TOTAL_MB", 4096) * 2**20)
+ZIP_MAX_FILE_BYTES = int(_number("LIVERSEG_ZIP_MAX_FILE_MB", 512) * 2**20)
+ZIP_MAX_RATIO = _number("LIVERSEG_ZIP_MAX_RATIO", 200)

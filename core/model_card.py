@@ -1,0 +1,84 @@
+"""``ModelCard``: the single source of a model's spacing, window, labels and patch size.
+
+A model lives in ``trained/NAME/`` as ``model.pt`` (a state dict, loaded only as
+weights) beside ``card.json``. Preprocessing, inference and training read these
+settings from the card; nothing hard-codes them twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from core.atomic import write_atomically
+from core.errors import LiverSegError
+
+CARD_FILE = "card.json"
+WEIGHTS_FILE = "model.pt"
+
+
+@dataclass
+class ModelCard:
+    """What a model is, what it expects, and what it was trained and measured on.
+
+    Attributes:
+        name: folder name under ``trained/``.
+        channels: feature channels per UNet level (the architecture).
+        spacing_mm: isotropic or per-axis voxel size the model works at (RAS order).
+        hu_window: HU clipped to this range, then scaled to [-1, 1].
+        patch_size: sliding-window patch, in voxels at ``spacing_mm``.
+        denoise: optional noise reduction before the window: ``None``, ``"gaussian"`` or ``"median"``.
+        labels: label value -> name.
+        shipped: shipped models cannot be removed from the app.
+        created: ISO timestamp.
+        training: data (files, checksums, licences), split, augmentation, epochs, time,
+            hardware, command to reproduce.
+        metrics: validation metrics, per held-out case and summarised.
+    """
+
+    name: str
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    spacing_mm: list[float] = field(default_factory=lambda: [2.0, 2.0, 2.0])
+    hu_window: list[float] = field(default_factory=lambda: [-200.0, 250.0])
+    patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])
+    denoise: str | None = None
+    labels: dict[str, str] = field(default_factory=lambda: {"0": "background", "1": "liver", "2": "lesion"})
+    shipped: bool = False
+    created: str = ""
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if len(self.spacing_mm) != 3 or min(self.spacing_mm) <= 0:
+            problems.append("spacing_mm must be three positive numbers")
+        if len(self.hu_window) != 2 or self.hu_window[0] >= self.hu_window[1]:
+            problems.append("hu_window must be [low, high] with low < high")
+        divisor = 2 ** (len(self.channels) - 1)
+        if len(self.patch_size) != 3 or any(p % divisor for p in self.patch_size):
+            problems.append(f"patch_size must be three multiples of {divisor}")
+        if self.denoise not in (None, "gaussian", "median"):
+            problems.append("denoise must be null, 'gaussian' or 'median'")
+        if problems:
+            raise LiverSegError(f"model card {self.name!r} is invalid: {'; '.join(problems)}")
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelCard:
+        path = Path(folder) / CARD_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise LiverSegError(f"no model card at {path}; a model folder needs {CARD_FILE} beside {WEIGHTS_FILE}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise LiverSegError(f"model card {path} is not valid JSON ({error}); restore it from git or retrain") from None
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown or "name" not in data:
+            raise LiverSegError(f"model card {path} has unknown or missing fields ({sorted(unknown) or 'name'})")
+        return cls(**data)
+
+    def save(self, folder: Path) -> None:
+        """Write ``card.json`` atomically: readers see the old card or the new one, never half."""
+        write_atomically(Path(folder) / CARD_FILE, json.dumps(asdict(self), indent=2).encode())
+

@@ -1,0 +1,37 @@
+"""``Segmentation``: a label map on the grid of the ``Scan`` it was made from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.scan import Scan
+
+BACKGROUND, LIVER, LESION = 0, 1, 2
+LABEL_NAMES = {BACKGROUND: "background", LIVER: "liver", LESION: "lesion"}
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """Labels 0 background, 1 liver, 2 lesion, voxel for voxel on ``scan``'s grid.
+
+    Attributes:
+        labels: uint8 array with exactly ``scan.shape``.
+        scan: the scan the labels belong to (and whose affine they are written with).
+        model: name of the model that produced it.
+        device: where inference ran (``"cuda"``, ``"cpu"``), after any fallback.
+        seconds: wall time per stage (read, preprocess, infer, post-process, ...).
+        notes: what the user should know (a CPU fallback, a dropped component).
+    """
+
+    labels: np.ndarray
+    scan: Scan
+    model: str = ""
+    device: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.labels.shape != self.scan.voxels.shape:
+            raise ValueError(f"labels {self.labels.shape} do not match scan {self.scan.voxels.shape}")

@@ -1,0 +1,47 @@
+"""Fixtures shared by every test layer: phantoms, the sample, the real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from core import config
+from core.phantom import make_phantom
+from core.scan import Scan
+
+
+@pytest.fixture
+def phantom() -> tuple[Scan, np.ndarray]:
+    """A small RAS phantom scan and its labels."""
+    return make_phantom()
+
+
+@pytest.fixture
+def write_nifti(tmp_path: Path):
+    """Factory: save an array with an affine as NIfTI under tmp_path and return the path."""
+
+    def write(array: np.ndarray, affine: np.ndarray, name: str = "image.nii.gz") -> Path:
+        path = tmp_path / name
+        nib.save(nib.Nifti1Image(array, affine), path)
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or a skip that says why."""
+    if not (config.SHARED_DATA_DIR / "README.md").exists():
+        pytest.skip(f"real CT data not found at {config.SHARED_DATA_DIR} (../shared/data beside the checkout)")
+    return config.SHARED_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def sample_paths() -> tuple[Path, Path]:
+    """The built-in LiTS 117 sample (scan, labels), fetched by `make test` before pytest runs."""
+    from core.sample import ensure_sample
+
+    return ensure_sample()
