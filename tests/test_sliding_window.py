@@ -1,0 +1,75 @@
+import pytest
+import torch
+from torch import nn
+
+from core.sliding_window import sliding_window_probabilities
+
+
+class Recorder(nn.Module):
+    """A voxel-wise network (its answer does not depend on the patch) that records batch shapes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv3d(1, 3, 1)
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(x.shape))
+        return self.conv(x)
+
+
+def full_volume_softmax(network: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.softmax(network.conv(image[None]), dim=1)[0]
+
+
+@pytest.mark.parametrize("overlap_mode", ["hann", "average"])
+@pytest.mark.parametrize("shape", [(40, 36, 28), (10, 50, 17)], ids=["larger", "smaller-than-patch"])
+def test_patches_blend_back_to_the_whole_volume_answer(shape, overlap_mode):
+    network = Recorder()
+    image = torch.randn(1, *shape)
+    probabilities = sliding_window_probabilities(network, image, (16, 16, 16), overlap=0.5, overlap_mode=overlap_mode)
+    assert probabilities.shape == (3, *shape)
+    assert probabilities.device.type == "cpu" and probabilities.dtype == torch.float32
+    torch.testing.assert_close(probabilities, full_volume_softmax(network, image), atol=1e-5, rtol=1e-5)
+    assert all(s[1:] == (1, 16, 16, 16) for s in network.shapes)
+
+
+def test_batches_and_progress():
+    network = Recorder()
+    fractions = []
+    sliding_window_probabilities(network, torch.randn(1, 32, 32, 32), (16, 16, 16), overlap=0, batch_size=3, progress=fractions.append)
+    assert [s[0] for s in network.shapes] == [3, 3, 2]  # 8 patches
+    assert fractions == [3 / 8, 6 / 8, 1.0]
+
+
+def test_padding_is_the_image_minimum_not_zero():
+    """A patch that runs past a small volume sees air (the minimum), not a bright zero border."""
+    seen = []
+
+    def network(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.clone())
+        return torch.zeros(x.shape[0], 2, *x.shape[2:])
+
+    sliding_window_probabilities(network, torch.full((1, 8, 16, 16), -1.0), (16, 16, 16))
+    assert torch.all(seen[0] == -1.0)
+
+
+def test_no_gradients_and_result_is_an_ordinary_tensor():
+    network = Recorder()
+    probabilities = sliding_window_probabilities(network, torch.randn(1, 16, 16, 16), (16, 16, 16))
+    assert not probabilities.requires_grad
+    probabilities += 1  # callers may modify it in place (an inference-mode tensor would refuse)
+
+
+def test_amp_is_ignored_on_the_cpu():
+    network = Recorder()
+    image = torch.randn(1, 16, 16, 16)
+    probabilities = sliding_window_probabilities(network, image, (16, 16, 16), amp=True)
+    torch.testing.assert_close(probabilities, full_volume_softmax(network, image), atol=1e-6, rtol=1e-6)
+
+
+def test_bad_input_shape_is_refused():
+    with pytest.raises(ValueError, match=r"\(1, X, Y, Z\)"):
+        sliding_window_probabilities(Recorder(), torch.randn(16, 16, 16), (16, 16, 16))
