@@ -1,0 +1,117 @@
+"""core.access: password hashing, the policy from environment and secrets, the login throttle."""
+
+import pytest
+
+from core import access
+from core.access import AccessPolicy, LoginThrottle, hash_password, policy_from, verify_password
+from core.errors import LiverSegError
+
+FAST = access.MIN_ITERATIONS  # enough for the format; tests need not pay for 600k rounds
+
+
+@pytest.fixture
+def alice_hash() -> str:
+    return hash_password("correct horse", iterations=FAST)
+
+
+def test_hash_verifies_only_its_own_password(alice_hash):
+    assert alice_hash.startswith(f"pbkdf2_sha256${FAST}$")
+    assert verify_password("correct horse", alice_hash)
+    assert not verify_password("correct hors", alice_hash)
+    assert not verify_password("", alice_hash)
+
+
+def test_each_hash_has_its_own_salt():
+    assert hash_password("same", iterations=FAST) != hash_password("same", iterations=FAST)
+
+
+@pytest.mark.parametrize("bad", ["", "pbkdf2_sha256$10$c2FsdA$aGFzaA", "md5$1$a$b", "pbkdf2_sha256$x$y$z", "plain"])
+def test_malformed_user_hashes_refuse_to_configure(bad):
+    with pytest.raises(LiverSegError, match="hash-password|empty"):
+        AccessPolicy(users={"alice": bad})
+
+
+def test_no_settings_means_open():
+    assert policy_from({}, {}).open
+    assert policy_from({"UNRELATED": "x"}, None).open
+
+
+def test_empty_password_fails_closed_not_open():
+    with pytest.raises(LiverSegError, match="empty"):
+        policy_from({"LIVERSEG_PASSWORD": ""}, {})
+
+
+def test_plain_shared_password_from_environment_wins_over_secrets():
+    policy = policy_from({"LIVERSEG_PASSWORD": "from-env"}, {"password": "from-secrets"})
+    assert not policy.open
+    assert policy.check("", "from-env")
+    assert not policy.check("", "from-secrets")
+    assert not policy.check("", "from-en")
+
+
+def test_hashed_shared_password_from_secrets(alice_hash):
+    policy = policy_from({}, {"password": alice_hash})
+    assert policy.check("", "correct horse")
+    assert not policy.check("", alice_hash)  # the hash itself is not a password
+
+
+def test_users_from_secrets_and_file(tmp_path, alice_hash):
+    users_file = tmp_path / "users.toml"
+    users_file.write_text(f'bob = "{hash_password("bobs secret", iterations=FAST)}"\n')
+    policy = policy_from({"LIVERSEG_USERS_FILE": str(users_file)}, {"users": {"alice": alice_hash}})
+    assert policy.check("alice", "correct horse")
+    assert policy.check(" bob ", "bobs secret")
+    assert not policy.check("alice", "bobs secret")
+    assert not policy.check("mallory", "correct horse")
+    assert not policy.check("", "correct horse")  # no shared password configured
+
+
+def test_users_file_may_use_the_secrets_layout(tmp_path, alice_hash):
+    users_file = tmp_path / "secrets.toml"
+    users_file.write_text(f'[auth.users]\nalice = "{alice_hash}"\n')
+    assert policy_from({"LIVERSEG_USERS_FILE": str(users_file)}).check("alice", "correct horse")
+
+
+@pytest.mark.parametrize("content", ["alice = ", "alice = 3\n", None])
+def test_unusable_users_file_fails_closed(tmp_path, content):
+    users_file = tmp_path / "users.toml"
+    if content is not None:
+        users_file.write_text(content)
+    with pytest.raises(LiverSegError, match="users file"):
+        policy_from({"LIVERSEG_USERS_FILE": str(users_file)})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttle_backs_off_exponentially_per_key_and_resets_on_success():
+    clock = Clock()
+    throttle = LoginThrottle(free_attempts=2, base_wait=1.0, max_wait=4.0, clock=clock)
+    for _ in range(2):
+        throttle.failed("a")
+    assert throttle.wait_seconds("a") == 1.0
+    throttle.failed("a")
+    assert throttle.wait_seconds("a") == 2.0
+    for _ in range(5):
+        throttle.failed("a")
+    assert throttle.wait_seconds("a") == 4.0  # capped
+    assert throttle.wait_seconds("b") == 0.0  # other sessions are not slowed
+    clock.now += 3.0
+    assert throttle.wait_seconds("a") == 1.0
+    throttle.succeeded("a")
+    assert throttle.wait_seconds("a") == 0.0
+
+
+def test_throttle_forgets_stale_keys():
+    clock = Clock()
+    throttle = LoginThrottle(free_attempts=1, forget_after=10.0, clock=clock)
+    throttle.failed("old")
+    clock.now += 11.0
+    throttle.failed("new")
+    throttle.failed("old")  # counted afresh: the earlier failure has been forgotten
+    assert throttle.wait_seconds("old") == 1.0
