@@ -43,6 +43,22 @@ def _sample(args: argparse.Namespace) -> None:
     print(f"sample scan: {scan}\nsample labels: {labels}")
 
 
+def _hash_password(args: argparse.Namespace) -> None:
+    import getpass
+    import json
+
+    from core.access import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise LiverSegError("the two passwords differ; run the command again")
+    else:  # piped in, for scripts: the first line
+        password = sys.stdin.readline().rstrip("\r\n")
+    encoded = hash_password(password, iterations=args.iterations)
+    print(f'{json.dumps(args.user)} = "{encoded}"' if args.user else encoded)  # a TOML line; the quotes allow any name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Liver and liver-lesion segmentation of abdominal CT.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -75,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="fetch the built-in sample scan (LiTS 117) once")
     sample.set_defaults(run=_sample)
+
+    from core.access import DEFAULT_ITERATIONS
+
+    hashing = commands.add_parser("hash-password", help="hash a password for the app's login (asked for, or read from stdin)")
+    hashing.add_argument("--user", help="print a `NAME = \"hash\"` line for [auth.users] or LIVERSEG_USERS_FILE")
+    hashing.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help=f"PBKDF2-SHA256 rounds (default {DEFAULT_ITERATIONS})")
+    hashing.set_defaults(run=_hash_password)
     return parser
 
 

@@ -115,3 +115,25 @@ def test_throttle_forgets_stale_keys():
     throttle.failed("new")
     throttle.failed("old")  # counted afresh: the earlier failure has been forgotten
     assert throttle.wait_seconds("old") == 1.0
+
+
+def test_hash_password_command_prints_a_users_line(monkeypatch, capsys):
+    import io
+    import tomllib
+
+    from core.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret pass\n"))
+    assert main(["hash-password", "--user", "dr who", "--iterations", str(FAST)]) == 0
+    users = tomllib.loads(capsys.readouterr().out)
+    assert AccessPolicy(users=users).check("dr who", "s3cret pass")
+
+
+def test_hash_password_command_refuses_an_empty_password(monkeypatch, capsys):
+    import io
+
+    from core.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert main(["hash-password"]) == 2
+    assert capsys.readouterr().err.startswith("error: the password is empty")
