@@ -1,0 +1,245 @@
+"""core.jobs: start, follow, cancel, crash and restart recovery of background jobs, with a stand-in training.
+
+The stand-in is a tiny script (no torch) that writes progress lines, waits for a
+``release`` file when asked to, and leaves a ready-made model behind, so every
+test drives real detached processes in a few tenths of a second each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core import config, registry
+from core.errors import LiverSegError
+from core.jobs import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobRunner, TrainingRequest, best_validation,
+                       last_error, process_start_time, training_command, training_options)
+from core.model_card import ModelCard
+from core.unet import UNet
+
+FAKE_TRAINING = r'''
+import json, shutil, sys, time
+from pathlib import Path
+
+out, mode, model = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+job = out.parents[1]
+out.mkdir(parents=True, exist_ok=True)
+with open(out / "progress.jsonl", "a") as progress:
+    for step in (1, 2):
+        progress.write(json.dumps({"step": step, "epoch": 0, "loss": 1.0 / step, "eta_s": 9, "time": time.time()}) + "\n")
+    progress.write(json.dumps({"step": 2, "epoch": 0, "val_liver_dice": 0.5, "val_lesion_dice": 0.25, "time": time.time()}) + "\n")
+print("epoch 0 done", flush=True)
+if mode == "fail":
+    print("error: no labelled cases under /data; add NAME_seg.nii.gz labels", file=sys.stderr)
+    sys.exit(2)
+while mode == "wait" and not (job / "release").exists():
+    time.sleep(0.05)
+shutil.copy(model / "model.pt", out / "model.pt")
+card = json.loads((model / "card.json").read_text())
+(out / "card.json").write_text(json.dumps({**card, "name": out.name}))
+'''
+
+
+@pytest.fixture
+def tiny_model(tmp_path_factory) -> Path:
+    """A valid model folder (weights that fit the card) for the stand-in training to hand in."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    card = ModelCard(name="tiny", channels=[2, 4], patch_size=[16, 16, 16])
+    registry.save_model(UNet(card.channels, num_classes=len(card.labels)), card, folder)
+    return folder
+
+
+@pytest.fixture
+def places(tmp_path, monkeypatch):
+    """Temporary trained/, data and jobs folders, for this process and the supervisors it starts."""
+    trained, data = tmp_path / "trained", tmp_path / "data"
+    (data / "cases").mkdir(parents=True)
+    monkeypatch.setenv("LIVERSEG_TRAINED_DIR", str(trained))
+    monkeypatch.setenv("LIVERSEG_DATA_DIRS", str(data))
+    monkeypatch.setattr(config, "TRAINED_DIR", trained)
+    return tmp_path
+
+
+@pytest.fixture
+def runner(places, tiny_model) -> JobRunner:
+    script = places / "fake_training.py"
+    script.write_text(FAKE_TRAINING)
+
+    def command(request: TrainingRequest, output: Path) -> list[str]:
+        return [sys.executable, str(script), str(output), request.options.get("mode", "succeed"), str(tiny_model)]
+
+    return JobRunner(places / "jobs", slots=1, command=command)
+
+
+def submit(runner: JobRunner, mode: str = "succeed", name: str = "liver") -> Job:
+    return runner.submit(TrainingRequest(name=name, data=["cases"], options={"mode": mode}))
+
+
+def wait_until(runner: JobRunner, job: Job, condition, timeout: float = 60) -> Job:
+    """Poll the job's record until ``condition(job)``; a generous bound only against hanging forever."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = runner.job(job.id)
+        if condition(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job.id} stuck in {job.state}: {job.reason}; log: {job.log_tail()}")
+
+
+def running(job: Job) -> bool:
+    return job.state == RUNNING and job.pid is not None
+
+
+def ended(job: Job) -> bool:
+    return not job.active
+
+
+def release(job: Job) -> None:
+    (job.folder / "release").touch()
+
+
+def test_a_job_runs_reports_progress_and_registers_its_model(runner):
+    job = submit(runner)
+    assert job.state == QUEUED
+    job = wait_until(runner, job, ended)
+    assert job.state == SUCCEEDED, job.reason
+    assert job.model == "liver" and registry.model_dir("liver").is_dir()
+    assert ModelCard.load(registry.model_dir("liver")).name == "liver"
+    assert [record["loss"] for record in job.progress() if "loss" in record] == [1.0, 0.5]
+    assert best_validation(job.progress()) == {"val_liver_dice": 0.5, "val_lesion_dice": 0.25}
+    assert "epoch 0 done" in job.log_tail()
+    assert job.exit_code == 0 and job.duration_s >= 0
+    config_file = json.loads((job.folder / "config.json").read_text())
+    assert config_file["request"]["data"] == [str(config.data_dirs()[0] / "cases")]
+
+
+def test_a_second_model_of_the_same_name_gets_a_unique_name(runner):
+    first = wait_until(runner, submit(runner), ended)
+    second = wait_until(runner, submit(runner), ended)
+    assert (first.model, second.model) == ("liver", "liver-2")
+
+
+def test_a_failing_training_is_failed_with_its_error_line(runner):
+    job = wait_until(runner, submit(runner, "fail"), ended)
+    assert job.state == FAILED and job.exit_code == 2
+    assert "no labelled cases under /data" in job.reason
+    assert registry.list_cards() == []
+
+
+def test_a_killed_training_is_failed_with_the_reason_and_no_model(runner):
+    job = wait_until(runner, submit(runner, "wait"), running)
+    os.killpg(job.pid, signal.SIGKILL)
+    job = wait_until(runner, job, ended)
+    assert job.state == FAILED and "killed by SIGKILL" in job.reason
+    assert registry.list_cards() == []
+
+
+def test_cancel_ends_the_process_group_and_registers_nothing(runner):
+    job = wait_until(runner, submit(runner, "wait"), running)
+    job = runner.cancel(job.id)
+    assert job.state == CANCELLED and job.reason == "cancelled by the user"
+    assert process_start_time(job.pid) != job.pid_start  # the training is gone
+    assert registry.list_cards() == []
+    assert runner.cancel(job.id).state == CANCELLED  # cancelling an ended job changes nothing
+
+
+def test_jobs_queue_one_at_a_time_and_a_queued_job_can_be_cancelled(runner):
+    first = wait_until(runner, submit(runner, "wait", "first"), running)
+    second, third = submit(runner, "wait", "second"), submit(runner, "wait", "third")
+    time.sleep(1)  # several supervisor polls: neither may start while the slot is taken
+    assert [runner.job(job.id).state for job in (second, third)] == [QUEUED, QUEUED]
+    assert runner.cancel(third.id).reason == "cancelled by the user before it started"
+    release(first)
+    second = wait_until(runner, second, running)  # the freed slot goes to the next in line
+    assert runner.job(first.id).state == SUCCEEDED
+    release(second)
+    assert wait_until(runner, second, ended).state == SUCCEEDED
+    assert [job.name for job in runner.jobs()] == ["third", "second", "first"]
+    assert sorted(card.name for card in registry.list_cards()) == ["first", "second"]
+
+
+def test_a_new_runner_sees_running_jobs_and_recognises_a_dead_supervisor(runner, places):
+    job = wait_until(runner, submit(runner, "wait"), lambda job: running(job) and job.supervisor_pid)
+    restarted = JobRunner(places / "jobs")  # as after an app restart: only the folder is shared
+    assert restarted.job(job.id).state == RUNNING
+    os.kill(job.supervisor_pid, signal.SIGKILL)
+    job = wait_until(restarted, job, ended)
+    assert job.state == FAILED and "supervisor process ended while the job was running" in job.reason
+    deadline = time.monotonic() + 30
+    while process_start_time(job.pid) == job.pid_start and time.monotonic() < deadline:
+        time.sleep(0.05)  # the kernel's SIGTERM (or the recovery's SIGKILL) ends the orphaned training
+    assert process_start_time(job.pid) != job.pid_start
+    assert registry.list_cards() == []
+
+
+def test_a_queued_job_whose_supervisor_died_is_failed_and_does_not_block_the_queue(runner):
+    first = wait_until(runner, submit(runner, "wait", "first"), running)
+    second = wait_until(runner, submit(runner, "wait", "second"), lambda job: job.supervisor_pid)
+    third = submit(runner, "succeed", "third")
+    os.kill(second.supervisor_pid, signal.SIGKILL)
+    assert wait_until(runner, second, ended).reason.endswith(
+        "while the job was queued (the server restarted or the process was killed); the partial model was not registered")
+    release(first)
+    assert wait_until(runner, third, ended).state == SUCCEEDED
+
+
+def test_requests_are_checked_before_anything_starts(runner, places):
+    (places / "elsewhere").mkdir()
+    (places / "data" / "link-out").symlink_to(places / "elsewhere")
+    for request, message in [
+        (TrainingRequest(name="../x", data=["cases"]), "model name"),
+        (TrainingRequest(name="ok", data=[]), "at least one folder"),
+        (TrainingRequest(name="ok", data=["../elsewhere"]), "not inside the data folders"),
+        (TrainingRequest(name="ok", data=[str(places / "elsewhere")]), "not inside the data folders"),
+        (TrainingRequest(name="ok", data=["link-out"]), "not inside the data folders"),
+        (TrainingRequest(name="ok", data=["cases"], device="tpu"), "device"),
+        (TrainingRequest(name="ok", data=["cases"], init="no-such-model"), "no model named"),
+    ]:
+        with pytest.raises(LiverSegError, match=message):
+            runner.submit(request)
+    assert not (places / "jobs").exists() or list((places / "jobs").iterdir()) == []
+
+
+def test_the_training_command_is_checked_by_the_cli_parser(tmp_path):
+    request = TrainingRequest(name="m", data=["/d1", "/d2"])
+    command = training_command(request, tmp_path / "m")
+    assert command[:4] == [sys.executable, "-m", "core", "train"]
+    assert command[4:] == ["--data", "/d1", "--data", "/d2", "--out", str(tmp_path / "m")]
+    with pytest.raises(LiverSegError, match="training options"):
+        training_command(TrainingRequest(name="m", data=["/d"], options={"no_such_option": 1}), tmp_path)
+    with pytest.raises(LiverSegError, match="set by the job runner"):
+        training_command(TrainingRequest(name="m", data=["/d"], options={"out": "x"}), tmp_path)
+
+
+def test_training_options_come_from_the_cli_definition():
+    names = {option.name for option in training_options()}
+    assert not names & {"data", "out", "init", "devices", "accelerator"}
+    assert all(option.help for option in training_options())
+
+
+def test_progress_skips_a_line_still_being_written(tmp_path):
+    job = Job("j", tmp_path, RUNNING, "", TrainingRequest("m", ["d"]), [])
+    job.output.mkdir(parents=True)
+    (job.output / "progress.jsonl").write_text('{"step": 1, "loss": 0.9}\n{"step": 2, "lo')
+    assert job.progress() == [{"step": 1, "loss": 0.9}]
+    assert best_validation([{"val_liver_dice": float("nan")}, {"val_liver_dice": 0.7}, {"val_liver_dice": 0.6}]) == {"val_liver_dice": 0.7}
+
+
+def test_last_error_prefers_the_cli_error_line():
+    assert last_error("loading\nerror: bad labels in case 3\n") == "bad labels in case 3"
+    assert last_error("Traceback...\n  File x\nRuntimeError: boom\n") == "RuntimeError: boom"
+    assert last_error("") == "no output; see the job's log"
+
+
+def test_a_missing_job_is_a_clear_error(runner):
+    with pytest.raises(LiverSegError, match="no training job"):
+        runner.job("nope")
+    with pytest.raises(LiverSegError, match="no training job"):
+        runner.job("../etc")
