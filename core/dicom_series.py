@@ -1,0 +1,102 @@
+"""Reading a DICOM series (a folder of slices, with or without ``.dcm``) with SimpleITK.
+
+GDCM groups the files by series UID and orders the slices by their position.
+A folder holding several series (a whole study exported at once) gives the
+largest CT series, and ``Scan.details`` says which was taken and what was left.
+Only non-identifying header fields are kept: never the patient's name, ID or
+birth date.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from core.errors import LiverSegError
+from core.scan import Scan
+from core.sitk_image import from_sitk
+
+# DICOM tags (group|element) read from a series' first file.
+MODALITY, SERIES_DESCRIPTION, BODY_PART = "0008|0060", "0008|103e", "0018|0015"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One DICOM series found on disk."""
+
+    files: tuple[str, ...]
+    modality: str
+    description: str
+    body_part: str
+
+    def summary(self) -> str:
+        return f"{self.modality or 'unknown modality'} '{self.description or 'no description'}' ({len(self.files)} files)"
+
+
+def _header(path: str) -> dict[str, str]:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    reader.ReadImageInformation()
+    return {tag: reader.GetMetaData(tag).strip() for tag in (MODALITY, SERIES_DESCRIPTION, BODY_PART) if reader.HasMetaDataKey(tag)}
+
+
+def find_series(folder: Path) -> list[Series]:
+    """Every DICOM series under ``folder`` (searched recursively), largest first."""
+    found = []
+    for directory, _, files in os.walk(folder):
+        if not files:
+            continue
+        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(directory):
+            names = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(directory, uid)
+            try:
+                header = _header(names[0])
+            except RuntimeError:
+                continue  # GDCM listed it but ITK cannot read it: not an image series
+            found.append(
+                Series(tuple(names), header.get(MODALITY, "").upper(), header.get(SERIES_DESCRIPTION, ""), header.get(BODY_PART, ""))
+            )
+    return sorted(found, key=lambda series: len(series.files), reverse=True)
+
+
+def choose_series(series: list[Series], source: str) -> tuple[Series, str]:
+    """The largest CT series (or of unknown modality) and a sentence on how it was chosen."""
+    if not series:
+        raise LiverSegError(f"no DICOM images found in {source}; give a folder (or .zip) holding the slices of one CT series")
+    candidates = [s for s in series if s.modality in ("CT", "")]
+    if not candidates:
+        kinds = ", ".join(sorted({s.modality for s in series}))
+        raise LiverSegError(f"{source} holds {kinds} images, not CT; LiverSeg segments abdominal CT only")
+    chosen = candidates[0]
+    if len(series) == 1:
+        return chosen, "the only series"
+    others = "; ".join(s.summary() for s in series if s is not chosen)
+    return chosen, f"the largest CT series of {len(series)} (others, not used: {others})"
+
+
+def read_dicom_series(folder: Path, source: str) -> Scan:
+    """The CT series in ``folder`` (the largest, if there are several) in Hounsfield units.
+
+    ``source`` names the upload in messages (the zip or folder name, not a temporary path).
+    SimpleITK applies each slice's rescale slope and intercept, so the values are HU.
+    """
+    chosen, how = choose_series(find_series(Path(folder)), source)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(list(chosen.files))
+    reader.SetOutputPixelType(sitk.sitkFloat32)
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        reason = str(error).strip().splitlines()[-1][:200] if str(error).strip() else "unknown reason"
+        raise LiverSegError(f"the DICOM series in {source} cannot be read ({reason}); export the series again") from None
+    if image.GetDimension() != 3:
+        raise LiverSegError(f"the DICOM series in {source} is {image.GetDimension()}D; LiverSeg needs a 3D CT volume")
+    details = {"format": "DICOM", "modality": chosen.modality or "unknown", "series": how, "slices": len(chosen.files)}
+    if chosen.description:
+        details["series_description"] = chosen.description
+    if chosen.body_part:
+        details["body_part"] = chosen.body_part
+    voxels, affine = from_sitk(image)
+    return Scan(voxels, affine, source=source, details=details)

@@ -1,0 +1,33 @@
+"""Between (array, RAS affine) and SimpleITK images.
+
+ITK's physical space is LPS+ (x towards the patient's Left, y Posterior) and its
+arrays come out in (k, j, i) order; the project's arrays are (i, j, k) with a
+nibabel RAS+ affine. These two functions are the only place that conversion is
+written down.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
+
+
+def from_sitk(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """The image's voxels indexed (i, j, k) and its 4x4 RAS affine. The array is a transposed view, not a copy."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = LPS_TO_RAS @ direction @ np.diag(image.GetSpacing())
+    affine[:3, 3] = LPS_TO_RAS @ np.asarray(image.GetOrigin(), dtype=float)
+    return sitk.GetArrayFromImage(image).transpose(2, 1, 0), affine
+
+
+def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
+    """A SimpleITK image of ``array`` (indexed i, j, k) placed in space by the RAS ``affine``."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((LPS_TO_RAS @ affine[:3, :3] / spacing).ravel().tolist())
+    image.SetOrigin((LPS_TO_RAS @ affine[:3, 3]).tolist())
+    return image
