@@ -1,14 +1,102 @@
-"""LiverSeg dashboard: ``streamlit run app.py`` (or ``make run``)."""
+"""LiverSeg dashboard: ``streamlit run app.py`` (or ``make run``).
+
+Before any page runs: the login gate when access is restricted (``core.access``),
+otherwise a notice on every page that the app is open; then each session gets its
+private upload folder (``st.session_state["uploads"]``, a ``core.uploads.UploadSession``).
+``st.navigation`` is called on every path, so Streamlit never falls back to serving
+``pages/`` directly, around the gate.
+"""
+
+import math
 
 import streamlit as st
 
+from core import access, uploads
+from core.errors import LiverSegError
+
 st.set_page_config(page_title="LiverSeg", page_icon="🩺", layout="wide")
 
-navigation = st.navigation(
-    [
-        st.Page("pages/segment.py", title="Segment", icon=":material/radiology:", default=True),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-        st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
-    ]
-)
-navigation.run()
+PAGES = [
+    st.Page("pages/segment.py", title="Segment", icon=":material/radiology:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
+]
+
+
+@st.cache_resource
+def _throttle() -> access.LoginThrottle:
+    """One back-off table for the whole server process."""
+    return access.LoginThrottle()
+
+
+def _auth_secrets() -> dict:
+    try:
+        return st.secrets.to_dict().get("auth", {})
+    except FileNotFoundError:  # no secrets.toml: settings come from the environment only
+        return {}
+
+
+def _login(policy: access.AccessPolicy) -> None:
+    _, middle, _ = st.columns([1, 2, 1])
+    with middle:
+        _login_form(policy)
+
+
+def _login_form(policy: access.AccessPolicy) -> None:
+    st.title("LiverSeg")
+    st.write("This server is private. Log in to continue.")
+    # Per session, and per client address when Streamlit knows it (not behind a proxy or on localhost).
+    st.session_state.setdefault("login_key", uploads.new_session_id())
+    keys = [st.session_state["login_key"]] + ([st.context.ip_address] if st.context.ip_address else [])
+    with st.form("login"):
+        user = st.text_input("User name", help="Leave empty to use the shared password." if policy.password else None) if policy.users else ""
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Log in", type="primary")
+    if not submitted:
+        return
+    wait = max(_throttle().wait_seconds(key) for key in keys)
+    if wait > 0:
+        st.error(f"Too many failed attempts. Try again in {math.ceil(wait)} seconds.")
+    elif policy.check(user, password):
+        for key in keys:
+            _throttle().succeeded(key)
+        st.session_state["user"] = user.strip() or "shared password"
+        st.rerun()
+    else:
+        for key in keys:
+            _throttle().failed(key)
+        st.error("Wrong user name or password." if policy.users else "Wrong password.")
+
+
+def _logout() -> None:
+    if "uploads" in st.session_state:
+        st.session_state["uploads"].close()
+    st.session_state.clear()
+
+
+def _pages() -> list:
+    """The pages this session may see: all of them, or only the login form or a configuration error."""
+    try:
+        policy = access.policy_from(auth_secrets=_auth_secrets())
+    except LiverSegError as error:
+        message = f"Access settings are unusable, so nobody is let in: {error}"  # fail closed, never open
+        return [st.Page(lambda: st.error(message), title="LiverSeg", url_path="error")]
+    if policy.open:
+        st.caption(":material/lock_open: This app is open to anyone who can reach this address: no password is set. "
+                   "See *Running on a lab server* in the README to restrict it.")
+    elif "user" not in st.session_state:
+        return [st.Page(lambda: _login(policy), title="Log in", url_path="login")]
+    else:
+        st.sidebar.caption(f"Signed in as **{st.session_state['user']}**")
+        st.sidebar.button("Log out", icon=":material/logout:", on_click=_logout)
+    try:
+        if "uploads" not in st.session_state:
+            st.session_state["uploads"] = uploads.default_store().open_session()
+    except LiverSegError as error:
+        return [st.Page(lambda: st.error(f"The server cannot keep uploads: {error}"), title="LiverSeg", url_path="error")]
+    st.sidebar.caption(f"Files you upload are private to this browser tab and deleted when you leave, "
+                       f"or at the latest after {uploads.default_store().ttl_hours:g} hours.")
+    return PAGES
+
+
+st.navigation(_pages()).run()

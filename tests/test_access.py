@@ -1,5 +1,7 @@
 """core.access: password hashing, the policy from environment and secrets, the login throttle."""
 
+from pathlib import Path
+
 import pytest
 
 from core import access
@@ -137,3 +139,41 @@ def test_hash_password_command_refuses_an_empty_password(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
     assert main(["hash-password"]) == 2
     assert capsys.readouterr().err.startswith("error: the password is empty")
+
+
+# The gate in app.py, run by Streamlit's AppTest (no browser; tests/e2e/test_access.py has the real one).
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def run_app(monkeypatch, **env: str):
+    from streamlit.testing.v1 import AppTest
+
+    for name in ("LIVERSEG_PASSWORD", "LIVERSEG_USERS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return AppTest.from_file(APP, default_timeout=60).run()
+
+
+def attempt(app, password: str):
+    app.text_input[0].input(password)
+    app.button[0].click()
+    return app.run()
+
+
+def test_gate_backs_off_after_repeated_failures(monkeypatch):
+    app = run_app(monkeypatch, LIVERSEG_PASSWORD="right")
+    for _ in range(3):  # three free tries, then a wait
+        attempt(app, "wrong")
+        assert [e.value for e in app.error] == ["Wrong password."]
+    attempt(app, "right")  # even the right password waits out the back-off
+    assert "Too many failed attempts" in app.error[0].value
+    assert "user" not in app.session_state
+
+
+def test_gate_with_unusable_settings_lets_nobody_in(monkeypatch, tmp_path):
+    app = run_app(monkeypatch, LIVERSEG_USERS_FILE=str(tmp_path / "missing.toml"))
+    assert not app.exception
+    assert "nobody is let in" in app.error[0].value
+    assert not app.text_input and not app.title
