@@ -23,11 +23,38 @@ def _segment(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    raise LiverSegError("evaluate: not built yet")  # metrics helper: implement
+    import json
+
+    import numpy as np
+
+    from core.ground_truth import LabelGrid, check_label_values, load_ground_truth
+    from core.io import read_label_map
+    from core.metrics import evaluate, format_evaluation
+
+    # The prediction's grid is the reference grid: the ground truth is brought onto it.
+    prediction, affine = read_label_map(args.prediction)
+    check_label_values(prediction, f"prediction {args.prediction.name}")
+    truth = load_ground_truth(args.ground_truth, LabelGrid(prediction.shape, affine))
+    for warning in truth.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
+    result = evaluate(prediction, truth.labels, spacing, reference_has_lesions=truth.has_lesions or args.lesion_free)
+    print(json.dumps(result, indent=2, allow_nan=False) if args.json else format_evaluation(result))
 
 
 def _lesions(args: argparse.Namespace) -> None:
-    raise LiverSegError("lesions: not built yet")  # metrics helper: implement
+    from core.ground_truth import check_label_values, to_grid
+    from core.io import read_label_map, read_scan
+    from core.lesions import analyse_lesions
+
+    scan = read_scan(args.scan)
+    labels, affine = read_label_map(args.mask)
+    check_label_values(labels, f"label map {args.mask.name}")
+    labels, warnings = to_grid(labels, affine, scan, f"label map {args.mask.name}")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    report = analyse_lesions(labels, scan)
+    sys.stdout.write(report.to_csv() if args.csv else report.to_text() + "\n")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -75,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("prediction", type=Path, help="predicted label map (0/1/2)")
     evaluate.add_argument("ground_truth", type=Path, help="reference label map (0/1/2, or a binary liver mask)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.add_argument(
+        "--lesion-free",
+        action="store_true",
+        help="the ground truth is a 0/1/2 map of a case without lesions: score predicted lesions against none "
+        "(by default a ground truth without label 2 is read as a liver-only mask, and lesion metrics are not available)",
+    )
     evaluate.set_defaults(run=_evaluate)
 
     lesions = commands.add_parser("lesions", help="list the lesions of a label map")

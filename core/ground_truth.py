@@ -90,8 +90,8 @@ def to_grid(labels: np.ndarray, affine: np.ndarray, target: Grid, what: str) -> 
 
     Nearest-neighbour sampling at each target voxel centre, mapped through both
     affines into the source's voxel indices; target voxels outside the source's
-    field of view get 0. A reorientation (same grid, other axis order or direction)
-    maps voxel centres onto voxel centres, so it is exact.
+    field of view get 0. When the grids differ only in axis order, direction or a
+    whole-voxel shift, voxel centres land on voxel centres and the mapping is exact.
     """
     shape, target_affine = tuple(target.shape), np.asarray(target.affine, float)
     affine = np.asarray(affine, float)
@@ -111,8 +111,8 @@ def to_grid(labels: np.ndarray, affine: np.ndarray, target: Grid, what: str) -> 
         raise LiverSegError(f"{what} labels nothing inside the scan; check that it belongs to this scan")
     source_grid = f"{'x'.join(map(str, labels.shape))} {_orientation(affine)} {_spacing_text(affine)} mm"
     target_grid = f"{'x'.join(map(str, shape))} {_orientation(target_affine)} {_spacing_text(target_affine)} mm"
-    if _is_reorientation(target_to_source):
-        warnings = [f"{what} is stored as {source_grid}, the scan as {target_grid}: reoriented voxel for voxel (exact)"]
+    if _maps_centre_to_centre(target_to_source):
+        warnings = [f"{what} is stored as {source_grid}, the scan as {target_grid}: mapped voxel for voxel (exact, no interpolation)"]
     else:
         warnings = [f"{what} is on another grid ({source_grid}) than the scan ({target_grid}): resampled (nearest neighbour)"]
     if source_ml and abs(target_ml - source_ml) > _VOLUME_TOLERANCE * source_ml:
@@ -131,8 +131,8 @@ def _fields_of_view_overlap(source_shape: tuple[int, ...], target_to_source: np.
     return bool(np.all(high > -0.5) and np.all(low < np.asarray(source_shape) - 0.5))
 
 
-def _is_reorientation(target_to_source: np.ndarray) -> bool:
-    """Whether target voxel centres land exactly on source voxel centres (axes permuted or flipped)."""
+def _maps_centre_to_centre(target_to_source: np.ndarray) -> bool:
+    """Whether target voxel centres land exactly on source voxel centres (axes permuted, flipped or shifted by whole voxels)."""
     matrix, offset = target_to_source[:3, :3], target_to_source[:3, 3]
     signed_permutation = np.allclose(np.abs(matrix).sum(axis=0), 1, atol=1e-4) and np.allclose(matrix, np.round(matrix), atol=1e-4)
     return bool(signed_permutation and np.allclose(offset, np.round(offset), atol=1e-3))

@@ -106,6 +106,14 @@ class LesionReport:
         writer.writerows(self.rows())
         return buffer.getvalue()
 
+    def to_text(self) -> str:
+        """A summary line and the lesion table, aligned for the terminal."""
+        burden = "n/a (no liver)" if self.burden_pct is None else f"{self.burden_pct:.1f} %"
+        summary = f"liver {self.liver_ml:.1f} mL, lesions {self.lesion_ml:.1f} mL in {len(self.lesions)}, tumour burden {burden}"
+        table = [COLUMNS, *([str(row[column]) for column in COLUMNS] for row in self.rows())]
+        widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+        return "\n".join([summary, *("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in table)])
+
 
 def analyse_lesions(labels: np.ndarray, scan: Scan) -> LesionReport:
     """Measure every lesion of ``labels`` (0/1/2, voxel for voxel on ``scan``'s grid)."""

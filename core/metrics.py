@@ -286,3 +286,25 @@ def evaluate(
         notes.append("lesion metrics not available: the reference is a liver-only mask (no lesion label)")
     result["notes"] = notes
     return result
+
+
+def format_evaluation(result: dict) -> str:
+    """``evaluate``'s result as a plain-text table for the terminal (``n/a`` where undefined)."""
+
+    def shown(key: str, value: float | None) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.2f}" if key.endswith(("_mm", "_ml", "_pct")) else f"{value:.4f}"
+
+    lines = [f"{'':16}{'liver':>10}{'lesion':>10}"]
+    lines += [f"{key:16}{shown(key, result['liver'][key]):>10}{shown(key, result['lesion'][key]):>10}" for key in STRUCTURE_KEYS]
+    detection = result["lesion_detection"]
+    if detection["reference_lesions"] is not None:
+        lines.append(
+            f"lesion detection: {detection['true_positives']} of {detection['reference_lesions']} reference lesions found, "
+            f"{detection['missed']} missed, {detection['false_positives']} false positive(s) "
+            f"(of {detection['predicted_lesions']} predicted); recall {shown('', detection['recall'])}, "
+            f"precision {shown('', detection['precision'])}, F1 {shown('', detection['f1'])}"
+        )
+    lines += [f"note: {note}" for note in result["notes"]]
+    return "\n".join(lines)
