@@ -86,7 +86,8 @@ LOG_FILE, SUPERVISOR_LOG = "log.txt", "supervisor.log"
 PROGRESS_FILE = "progress.jsonl"
 
 #: Options of ``python -m core train`` that the runner sets itself, so the Train page does not offer them.
-RUNNER_OPTIONS = frozenset({"help", "data", "out", "init", "resume", "devices", "accelerator", "strategy", "num_nodes"})
+#: ``cache_dir`` too: a folder chosen from the browser could point anywhere on the server.
+RUNNER_OPTIONS = frozenset({"help", "data", "out", "init", "resume", "devices", "accelerator", "strategy", "num_nodes", "cache_dir"})
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -219,23 +220,88 @@ def train_parser() -> argparse.ArgumentParser:
 
 @dataclass
 class TrainingOption:
-    """One ``python -m core train`` option offered on the Train page, from its argparse definition."""
+    """One ``python -m core train`` option offered on the Train page, from its argparse definition.
+
+    Attributes:
+        name: the option's name in ``TrainingRequest.options`` (``"patch_size"`` for ``--patch-size``).
+        group: its argparse group title (``"schedule"``, ...), for laying options out.
+        kind: ``"int"``, ``"float"``, ``"choice"``, ``"flag"`` or ``"text"``.
+        count: values it takes: 1, a fixed number (``--patch-size X Y Z``: 3), or ``None`` for one or more.
+    """
 
     name: str
+    group: str
     default: object
     help: str
-    type: type | None
-    choices: list | None
+    kind: str
+    count: int | None = 1
+    choices: list | None = None
+
+
+def _kind(action: argparse.Action) -> str:
+    """What widget an option needs; its ``type`` is a validating function, so ask it what it accepts."""
+    if action.choices:
+        return "choice"
+    if action.nargs == 0:
+        return "flag"
+    if action.type in (None, str):
+        return "text"
+    if _accepts(action.type, "0.5"):
+        return "float"
+    return "int" if _accepts(action.type, "1") else "text"
+
+
+def _accepts(function: Callable, text: str) -> bool:
+    try:
+        function(text)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        return False
+    return True
 
 
 def training_options() -> list[TrainingOption]:
     """The hyperparameters a user may set, with the CLI's defaults and help (nothing is defined twice)."""
-    return [
-        TrainingOption(action.dest, action.default, action.help or "", action.type if callable(action.type) else None,
-                       list(action.choices) if action.choices else None)
-        for action in train_parser()._actions  # argparse exposes its definitions only here
-        if action.dest not in RUNNER_OPTIONS and action.option_strings
-    ]
+    options = []
+    for group in train_parser()._action_groups:  # argparse exposes its definitions only here
+        for action in group._group_actions:
+            if action.dest in RUNNER_OPTIONS or not action.option_strings:
+                continue
+            count = 1 if action.nargs is None else action.nargs if isinstance(action.nargs, int) else None
+            options.append(TrainingOption(action.dest, group.title or "", action.default, action.help or "", _kind(action),
+                                          count, list(action.choices) if action.choices else None))
+    return options
+
+
+@dataclass
+class DataChoice:
+    """A folder the Train page offers as training data, with what ``core.data.discover`` finds in it."""
+
+    folder: Path
+    label: str
+    cases: list
+    unlabelled: list[Path]
+    refused: list[str]
+
+
+def data_choices() -> list[DataChoice]:
+    """Each configured data folder holding files of its own, and each folder directly inside one.
+
+    Every choice is discovered on its own, exactly as the training will discover it.
+    """
+    from core.data import discover
+
+    choices = []
+    for root in (root.resolve() for root in config.data_dirs()):
+        if not root.is_dir():
+            continue
+        entries = sorted(entry for entry in root.iterdir() if not entry.name.startswith("."))
+        folders = [entry for entry in entries if entry.is_dir() and entry.resolve().is_relative_to(root)]
+        if any(entry.is_file() and entry.name != "README.md" for entry in entries):
+            folders.insert(0, root)
+        for folder in folders:
+            report = discover([folder])
+            choices.append(DataChoice(folder, str(folder.relative_to(root.parent)), report.cases, report.unlabelled, report.refused))
+    return choices
 
 
 def training_command(request: TrainingRequest, output: Path) -> list[str]:

@@ -1,4 +1,126 @@
+"""Models: every model in trained/ with its card; choose the default, download, remove."""
+
+from __future__ import annotations
+
+import functools
+
+import pandas as pd
 import streamlit as st
 
+from core import jobs, registry
+from core.errors import LiverSegError
+from core.model_archive import model_archive, model_size_bytes
+
+
+def facts_table(mapping: dict) -> None:
+    """A card section as tables: scalars in one two-column table, each list of records or nested mapping in its own."""
+    scalars = {key: value for key, value in mapping.items() if not isinstance(value, (dict, list)) and key != "command"}
+    if scalars:
+        st.dataframe(pd.DataFrame({"": list(scalars), "value": [str(value) for value in scalars.values()]}), hide_index=True,
+                     width="stretch")
+    for key, value in mapping.items():
+        if key == "command":
+            continue
+        label = key.replace("_", " ").capitalize()
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            st.caption(label)
+            st.dataframe(pd.DataFrame(value), hide_index=True, width="stretch")
+        elif isinstance(value, dict) and value and all(isinstance(item, dict) for item in value.values()):
+            st.caption(label)
+            st.dataframe(pd.DataFrame.from_dict(value, orient="index"), width="stretch")
+        elif isinstance(value, (list, dict)) and value:
+            st.caption(label)
+            st.json(value, expanded=False)
+    if mapping.get("command"):
+        st.caption("Command to reproduce")
+        st.code(mapping["command"], language="bash", wrap_lines=True)
+
+
+def headline_metrics(metrics: dict) -> dict[str, float]:
+    """Summary numbers of a card's metrics: numeric values at the top level or in its ``summary``/``mean`` part."""
+    source = metrics.get("summary") or metrics.get("mean") or metrics
+    return {key: value for key, value in source.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
+def make_default(name: str) -> None:
+    try:
+        registry.set_default_model(name)
+    except LiverSegError as error:
+        st.session_state["models_error"] = str(error)
+    else:
+        st.toast(f"{name} is now the default model for the Segment page.", icon=":material/check_circle:")
+
+
+def model_panel(card, default: str, needed_by: list[str]) -> None:
+    with st.container(border=True):
+        badges = [":green-badge[:material/star: default]"] if card.name == default else []
+        badges.append(":blue-badge[shipped]" if card.shipped else ":violet-badge[trained here]")
+        header, actions = st.columns([3, 2], vertical_alignment="center")
+        header.markdown(f"#### {card.name} {' '.join(badges)}")
+        buttons = actions.columns(3)
+        buttons[0].button("Make default", key=f"default-{card.name}", on_click=make_default, args=(card.name,),
+                          disabled=card.name == default, icon=":material/star:", width="stretch")
+        buttons[1].download_button("Download", data=functools.partial(model_archive, card.name), file_name=f"{card.name}.zip",
+                                   mime="application/zip", key=f"download-{card.name}", icon=":material/download:",
+                                   on_click="ignore", width="stretch")
+        with buttons[2]:
+            if card.shipped:
+                st.caption("Shipped models are protected.")
+            elif needed_by:
+                st.caption(f"Needed by job(s) {', '.join(needed_by)} (fine-tuning from it).")
+            else:
+                with st.popover("Remove", icon=":material/delete:", width="stretch"):
+                    st.write(f"Delete **{card.name}** from `trained/`? This cannot be undone.")
+                    if st.button(f"Remove {card.name}", type="primary", key=f"remove-{card.name}"):
+                        try:
+                            registry.remove_model(card.name)
+                        except LiverSegError as error:
+                            st.session_state["models_error"] = str(error)
+                        st.rerun()
+
+        training = card.training or {}
+        data = training.get("data")
+        cells = st.columns(6)
+        cells[0].metric("Created", card.created[:16].replace("T", " ") or "–")
+        cells[1].metric("Size", f"{model_size_bytes(card.name) / 2**20:.1f} MB")
+        cells[2].metric("Spacing (mm)", " × ".join(f"{value:g}" for value in card.spacing_mm))
+        cells[3].metric("Patch (voxels)", " × ".join(str(value) for value in card.patch_size))
+        cells[4].metric("HU window", f"{card.hu_window[0]:g} to {card.hu_window[1]:g}")
+        cells[5].metric("Training cases", len(data) if isinstance(data, list) else "–")
+        headline = headline_metrics(card.metrics or {})
+        if headline:
+            st.caption("Measured on held-out cases")
+            numbers = st.columns(min(len(headline), 6))
+            for cell, (key, value) in zip(numbers * 6, headline.items()):
+                cell.metric(key.replace("_", " "), f"{value:.3f}" if isinstance(value, float) else value)
+        with st.expander("Model card"):
+            left, right = st.columns(2)
+            with left:
+                st.markdown("**Training**")
+                facts_table(training)
+            with right:
+                st.markdown("**Metrics**")
+                facts_table(card.metrics or {})
+                st.markdown("**Architecture**")
+                st.write(f"UNet, channels {card.channels}; labels {', '.join(f'{k} {v}' for k, v in card.labels.items())}; "
+                         f"noise reduction: {card.denoise or 'none'}")
+
+
 st.title("Models")
-st.info("This page is being built.")
+st.caption("Every model in `trained/`, with its card: what it was trained on and how well it did on cases it never saw. "
+           "The default model is the one the Segment page uses.")
+if message := st.session_state.pop("models_error", None):
+    st.error(message)
+
+cards = registry.list_cards()
+if not cards:
+    st.info("No models yet. Train one on the Train page.")
+    st.stop()
+default = registry.default_model()
+st.markdown(f"The Segment page uses **{default}**.")
+needed: dict[str, list[str]] = {}
+for job in jobs.JobRunner().jobs():
+    if job.active and job.request.init:
+        needed.setdefault(job.request.init, []).append(job.name)
+for card in cards:
+    model_panel(card, default, needed.get(card.name, []))

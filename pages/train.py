@@ -1,4 +1,289 @@
+"""Train: start a training or fine-tuning job in the background and follow it.
+
+The job runs in its own process (``core.jobs``); this page only submits it and
+reads its record, so closing the tab or restarting the app loses nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
+from core import jobs, registry
+from core.errors import LiverSegError
+
+#: How often the job panel refreshes itself while a job is queued or running (s).
+REFRESH_S = 2.0
+STATE_BADGES = {
+    jobs.QUEUED: ":gray-badge[:material/schedule: queued]",
+    jobs.RUNNING: ":blue-badge[:material/play_arrow: running]",
+    jobs.SUCCEEDED: ":green-badge[:material/check: succeeded]",
+    jobs.FAILED: ":red-badge[:material/error: failed]",
+    jobs.CANCELLED: ":orange-badge[:material/block: cancelled]",
+}
+
+runner = jobs.JobRunner()
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return ""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def fraction_done(job: jobs.Job, records: list[dict]) -> tuple[float, float | None]:
+    """Fraction of the run done and the seconds left, from the latest progress record's ETA."""
+    if job.state == jobs.SUCCEEDED:
+        return 1.0, 0.0
+    timed = [record for record in records if isinstance(record.get("eta_s"), (int, float))]
+    if not timed or not job.started:
+        return 0.0, None
+    latest = timed[-1]
+    # The ETA was right when written; count the time since then off it.
+    left = max(0.0, latest["eta_s"] - (time.time() - latest.get("time", time.time())))
+    elapsed = (datetime.now().astimezone() - datetime.fromisoformat(job.started)).total_seconds()
+    return min(1.0, elapsed / max(elapsed + left, 1e-9)), left
+
+
+def loss_figure(records: list[dict]) -> go.Figure:
+    steps = [record for record in records if isinstance(record.get("loss"), (int, float))]
+    figure = go.Figure(go.Scatter(x=[r.get("step") for r in steps], y=[r["loss"] for r in steps], mode="lines", name="loss",
+                                  line={"color": "#1f77b4"}))
+    figure.update_layout(title="Training loss (Dice + cross-entropy)", xaxis_title="step", yaxis_title="loss",
+                         height=300, margin={"l": 50, "r": 10, "t": 40, "b": 40})
+    return figure
+
+
+def dice_figure(records: list[dict]) -> go.Figure:
+    figure = go.Figure()
+    for key, name, colour in (("val_liver_dice", "liver", "#d62728"), ("val_lesion_dice", "lesion", "#2ca02c")):
+        points = [record for record in records if isinstance(record.get(key), (int, float))]
+        figure.add_scatter(x=[r.get("epoch") for r in points], y=[r[key] for r in points], mode="lines+markers", name=name,
+                           line={"color": colour})
+    figure.update_layout(title="Validation Dice (held-out cases)", xaxis_title="epoch", yaxis_title="Dice", yaxis_range=[0, 1],
+                         height=300, margin={"l": 50, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h", "y": -0.25})
+    return figure
+
+
+@st.cache_data(max_entries=500)
+def ended_summary(job_id: str, ended: str) -> dict[str, float]:
+    """Best validation Dice of an ended job: its progress no longer changes, so read it once."""
+    return jobs.best_validation(runner.job(job_id).progress())
+
+
+def summary(job: jobs.Job) -> dict[str, float]:
+    return jobs.best_validation(job.progress()) if job.active else ended_summary(job.id, job.ended or "")
+
+
+def job_label(job: jobs.Job) -> str:
+    return f"{job.name} · {job.state} · submitted {job.created[:16].replace('T', ' ')}"
+
+
+def jobs_table(all_jobs: list[jobs.Job]) -> None:
+    rows = []
+    for job in all_jobs:
+        best = summary(job)
+        rows.append({"Model name": job.name, "Status": job.state, "Submitted": job.created[:16].replace("T", " "),
+                     "Duration": duration(job.duration_s), "Best liver Dice": best.get("val_liver_dice"),
+                     "Best lesion Dice": best.get("val_lesion_dice"), "Registered as": job.model or "",
+                     "Note": job.reason or ""})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "Best liver Dice": st.column_config.NumberColumn(format="%.3f"),
+        "Best lesion Dice": st.column_config.NumberColumn(format="%.3f")})
+
+
+def follow(job: jobs.Job) -> None:
+    """Status, progress, curves, log and Cancel of one job."""
+    records = job.progress()
+    left, right = st.columns([3, 1], vertical_alignment="center")
+    left.markdown(f"### {job.name} {STATE_BADGES[job.state]}")
+    if job.active and right.button("Cancel job", icon=":material/stop_circle:", key=f"cancel-{job.id}", width="stretch"):
+        with st.spinner("Stopping the training…"):
+            runner.cancel(job.id)
+        st.rerun()
+    if job.state == jobs.QUEUED:
+        st.info("Waiting for the running job to finish: one job trains at a time on each GPU (one on a CPU-only server).")
+    elif job.state == jobs.FAILED:
+        st.error(f"Failed: {job.reason}")
+    elif job.state == jobs.CANCELLED:
+        st.warning(f"Cancelled: {job.reason}. Its partial model was not registered.")
+    elif job.state == jobs.SUCCEEDED:
+        st.success(f"Finished. The model is registered as **{job.model}**: see the Models page to make it the default.")
+    done, left_s = fraction_done(job, records)
+    eta = f" · about {duration(left_s)} left" if job.state == jobs.RUNNING and left_s is not None else ""
+    st.progress(done, text=f"{done:.0%} · running for {duration(job.duration_s) or '0 s'}{eta}")
+    latest = records[-1] if records else {}
+    best = jobs.best_validation(records)
+    cells = st.columns(5)
+    cells[0].metric("Epoch", latest.get("epoch", "–"))
+    cells[1].metric("Loss", f"{latest['loss']:.3f}" if isinstance(latest.get("loss"), (int, float)) else "–")
+    cells[2].metric("Best liver Dice", f"{best['val_liver_dice']:.3f}" if "val_liver_dice" in best else "–")
+    cells[3].metric("Best lesion Dice", f"{best['val_lesion_dice']:.3f}" if "val_lesion_dice" in best else "–")
+    speed = [r["patches_per_s"] for r in records if isinstance(r.get("patches_per_s"), (int, float))]
+    cells[4].metric("Patches / s", f"{speed[-1]:.1f}" if speed else "–")
+    curves = st.columns(2)
+    curves[0].plotly_chart(loss_figure(records), width="stretch", key=f"loss-{job.id}")
+    curves[1].plotly_chart(dice_figure(records), width="stretch", key=f"dice-{job.id}")
+    st.caption("Log (last lines)")
+    st.code(job.log_tail(25) or "(nothing yet)", language=None, height=260)
+    with st.expander("Job details"):
+        st.write(f"Job folder: `{job.folder}`")
+        st.code(" ".join(job.command), language="bash", wrap_lines=True)
+
+
+def jobs_panel(polling: bool) -> None:
+    all_jobs = runner.jobs()
+    if not all_jobs:
+        st.info("No training jobs yet. Start one below.")
+        return
+    by_id = {job.id: job for job in all_jobs}
+    if st.session_state.get("followed") not in by_id:
+        running = [job for job in all_jobs if job.state == jobs.RUNNING]
+        st.session_state["followed"] = (running or all_jobs)[0].id
+    followed = st.selectbox("Job", list(by_id), format_func=lambda job_id: job_label(by_id[job_id]), key="followed")
+    with st.container(border=True):
+        follow(by_id[followed])
+    st.subheader("All jobs")
+    jobs_table(all_jobs)
+    if polling != any(job.active for job in all_jobs):
+        st.rerun()  # a job started or every job ended: rerun the page to switch the self-refresh on or off
+
+
+#: Labels where the option's name is an abbreviation; the others read well as they are.
+LABELS = {"lr": "Learning rate", "val": "Validation cases", "hu_window": "HU window", "num_workers": "Loader processes"}
+
+
+def option_widget(option: jobs.TrainingOption, disabled: bool):
+    label = LABELS.get(option.name, option.name.replace("_", " ").capitalize())
+    key = f"option-{option.name}"
+    if option.kind == "choice":
+        return st.selectbox(label, option.choices, index=option.choices.index(option.default), help=option.help, key=key,
+                            disabled=disabled)
+    if option.kind == "flag":
+        return st.checkbox(label, value=bool(option.default), help=option.help, key=key, disabled=disabled)
+    if option.count == 1 and option.kind in ("int", "float"):
+        if option.kind == "int":
+            return st.number_input(label, value=option.default, step=1, help=option.help, key=key, disabled=disabled)
+        step = 10 ** math.floor(math.log10(abs(option.default))) if option.default else 1.0
+        return st.number_input(label, value=option.default, step=float(step), format="%g", help=option.help, key=key,
+                               disabled=disabled)
+    default = " ".join(map(str, option.default)) if isinstance(option.default, list) else str(option.default or "")
+    text = st.text_input(label, value=default, help=f"{option.help} (values separated by spaces)" if option.count != 1 else option.help,
+                         key=key, disabled=disabled)
+    return text.split() if option.count != 1 else text
+
+
+def changed(option: jobs.TrainingOption, value) -> bool:
+    """Whether a widget's value differs from the CLI default (only those go on the command line)."""
+    if value is None or value == "":
+        return option.default is not None and option.kind == "text"
+    if isinstance(value, list):
+        return value != [str(item) for item in option.default or []]
+    return value != option.default and str(value) != str(option.default)
+
+
+@st.cache_data(ttl=300, show_spinner="Looking for labelled cases in the data folders…")
+def choices() -> list[jobs.DataChoice]:
+    return jobs.data_choices()
+
+
+def new_job_form() -> None:
+    try:
+        found = choices()
+    except LiverSegError as error:
+        st.error(str(error))
+        return
+    usable = [choice for choice in found if choice.cases]
+    top = st.columns([4, 1], vertical_alignment="bottom")
+    if top[1].button("Rescan data folders", icon=":material/refresh:", width="stretch"):
+        choices.clear()
+        st.rerun()
+    if not usable:
+        top[0].warning("No labelled cases in the data folders. Ask the administrator to add data (LIVERSEG_DATA_DIRS).")
+        return
+    labels = {choice.label: choice for choice in usable}
+    chosen = top[0].multiselect(
+        "Training data", list(labels), default=list(labels),
+        format_func=lambda label: f"{label} ({len(labels[label].cases)} labelled case{'s' if len(labels[label].cases) != 1 else ''})",
+        help="Folders inside the configured data folders. Cases are found by layout (LiTS, MSD, NAME + NAME_seg, images/ + labels/).")
+    selected = [labels[label] for label in chosen]
+    cases = [case for choice in selected for case in choice.cases]
+    if cases:
+        partial = sum(case.partial for case in cases)
+        st.caption(f"{len(cases)} labelled cases: {len(cases) - partial} with liver and lesion labels, {partial} liver-only "
+                   "(these teach the liver; their lesion channel is ignored).")
+        st.dataframe(pd.DataFrame([{"Case": case.name, "Labels": case.kind, "Layout": case.layout, "Image": str(case.image)}
+                                   for case in cases]), hide_index=True, width="stretch")
+    problems = [(choice.label, f"image without a label, not used: {path.name}") for choice in found for path in choice.unlabelled]
+    problems += [(choice.label, f"refused: {reason}") for choice in found for reason in choice.refused]
+    if problems:
+        with st.expander(f"{len(problems)} file(s) that will not be used", icon=":material/warning:"):
+            st.dataframe(pd.DataFrame(problems, columns=["Folder", "Problem"]), hide_index=True, width="stretch")
+
+    cards = registry.list_cards()
+    columns = st.columns(3)
+    st.session_state.setdefault("model_name", f"liver-{datetime.now():%Y%m%d-%H%M}")
+    name = columns[0].text_input("Model name", key="model_name",
+                                 help="Letters, digits, '.', '_' or '-'. A number is appended if the name is taken.")
+    start = columns[1].radio("Start from", ["scratch", "fine-tune"], horizontal=True, disabled=not cards,
+                             format_func={"scratch": "Scratch (new model)", "fine-tune": "Fine-tune a model"}.get,
+                             help="Fine-tuning starts from an existing model's weights and keeps its spacing, window and size.")
+    init = None
+    if start == "fine-tune":
+        init = columns[1].selectbox("Model to fine-tune", [card.name for card in cards])
+    gpus = jobs.gpu_count()
+    device = columns[2].radio("Device", list(jobs.DEVICES), horizontal=True, help="auto takes a GPU when there is one.")
+    columns[2].caption(f"{gpus} GPU(s) found: each runs one job at a time." if gpus else "No GPU found: training runs on the CPU.")
+
+    values = []
+    groups: dict[str, list[jobs.TrainingOption]] = {}
+    for option in jobs.training_options():
+        groups.setdefault(option.group, []).append(option)
+    for group, options in groups.items():
+        from_card = init is not None and group.startswith("model")
+        with st.expander(group.capitalize(), expanded=group == "schedule"):
+            if from_card:
+                st.caption(f"Taken from {init}'s card when fine-tuning.")
+            cells = st.columns(3)
+            for position, option in enumerate(options):
+                with cells[position % 3]:
+                    values.append((option, option_widget(option, disabled=from_card)))
+
+    problem = None
+    if not cases:
+        problem = "Choose at least one folder with labelled cases."
+    elif device == "cuda" and not gpus:
+        problem = "There is no GPU on this server: choose auto or cpu."
+    if problem:
+        st.warning(problem)
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=problem is not None):
+        options = {option.name: value for option, value in values
+                   if changed(option, value) and not (init and option.group.startswith("model"))}
+        try:
+            job = runner.submit(jobs.TrainingRequest(name=name.strip(), data=[str(choice.folder) for choice in selected],
+                                                     init=init, device=device, options=options))
+        except LiverSegError as error:
+            st.error(str(error))
+            return
+        st.session_state["followed"] = job.id
+        st.rerun()
+
+
 st.title("Train")
-st.info("This page is being built.")
+st.caption("Train a new model on labelled CT, or fine-tune an existing one. Jobs run in the background on the server: "
+           "you can close this tab and come back later.")
+
+polling = any(job.active for job in runner.jobs())
+st.fragment(jobs_panel, run_every=REFRESH_S if polling else None)(polling)
+with st.expander("Start a new training job", expanded=not runner.jobs(), icon=":material/add_circle:"):
+    new_job_form()
