@@ -31,3 +31,24 @@ def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
     image.SetDirection((LPS_TO_RAS @ affine[:3, :3] / spacing).ravel().tolist())
     image.SetOrigin((LPS_TO_RAS @ affine[:3, 3]).tolist())
     return image
+
+
+def resample_onto(array: np.ndarray, affine: np.ndarray, shape: tuple[int, int, int], target_affine: np.ndarray) -> np.ndarray:
+    """Linearly interpolate ``array`` (on the grid of ``affine``) at the voxel centres of another grid.
+
+    The grids are matched in physical space, whatever their orientations, so this is how
+    results computed in the canonical model grid return to a scan's own voxels. Points
+    outside ``array``'s grid get 0. Returns float32 indexed (i, j, k) on the target grid
+    (a transposed view of SimpleITK's buffer).
+    """
+    reference = to_sitk(np.zeros((1, 1, 1), np.float32), target_affine)
+    resampler = sitk.ResampleImageFilter()
+    resampler.SetSize([int(n) for n in shape])
+    resampler.SetOutputSpacing(reference.GetSpacing())
+    resampler.SetOutputOrigin(reference.GetOrigin())
+    resampler.SetOutputDirection(reference.GetDirection())
+    resampler.SetInterpolator(sitk.sitkLinear)
+    resampler.SetDefaultPixelValue(0.0)
+    resampler.SetOutputPixelType(sitk.sitkFloat32)
+    resampled = resampler.Execute(to_sitk(np.asarray(array, dtype=np.float32), affine))
+    return sitk.GetArrayFromImage(resampled).transpose(2, 1, 0)

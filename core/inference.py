@@ -1,0 +1,157 @@
+"""``Segmenter``: a scan in, liver and lesion labels on the scan's own grid out.
+
+The path: the model card's TorchIO preprocessing (canonical RAS, the model's
+spacing, HU window), sliding-window inference on the model grid, post-processing
+there, and finally the liver and lesion probabilities resampled in physical space
+onto the scan's voxels and turned into labels. Computing in one canonical grid
+and resampling through the affines is what keeps the output aligned with the
+input whatever its orientation.
+
+Where post-processing runs: on the model grid. That is where the network decides
+(detail finer than its spacing is interpolation), and it has ~15x fewer voxels
+than a 0.6 mm scan, so connected components and the mm margin cost little. Its
+decisions are written back into the probabilities (changed voxels become one-hot
+in their cleaned class) before they are resampled, so a class can appear on the
+scan grid only within one model voxel of where the cleaned labels have it, while
+the boundaries keep the sub-voxel detail of the interpolated probabilities.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torchio as tio
+from torch import nn
+
+from core import registry
+from core.errors import LiverSegError
+from core.model_card import ModelCard
+from core.postprocess import postprocess
+from core.preprocess import preprocessing
+from core.scan import Scan
+from core.segmentation import LESION, LIVER, Segmentation
+from core.sitk_image import resample_onto
+from core.sliding_window import sliding_window_probabilities
+
+Progress = Callable[[str, float], None]
+
+#: One inference at a time per process: app sessions share one GPU (two at once would
+#: contend for its memory), and on the CPU torch already uses every core.
+_ACCELERATOR = threading.Lock()
+OOM_NOTE = "the GPU ran out of memory, so inference finished on the CPU (slower)"
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when present, else the CPU; ``"cuda"`` without a GPU is a clear error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise LiverSegError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise LiverSegError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
+    return torch.device(device)
+
+
+class Segmenter:
+    """A loaded model ready to segment scans; safe to share between threads.
+
+    Args:
+        model: name of a model under ``config.TRAINED_DIR``; ``None`` takes the default model.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+    """
+
+    def __init__(self, model: str | None = None, device: str = "auto") -> None:
+        name = model or registry.default_model()
+        network, card = registry.load_network(name)
+        self._setup(network, card, resolve_device(device))
+
+    @classmethod
+    def from_network(cls, network: nn.Module, card: ModelCard, device: str = "cpu") -> Segmenter:
+        """A segmenter around a network already in memory (a model being trained, a test stand-in)."""
+        segmenter = cls.__new__(cls)
+        segmenter._setup(network, card, resolve_device(device))
+        return segmenter
+
+    def _setup(self, network: nn.Module, card: ModelCard, device: torch.device) -> None:
+        self.card = card
+        self.device = device
+        self.network = network.eval().to(device)
+        self._preprocess = preprocessing(card)
+        self._cpu_copy: nn.Module | None = None
+        self._cpu_copy_lock = threading.Lock()
+
+    def _cpu_network(self) -> nn.Module:
+        """The network on the CPU, for the out-of-memory fallback (the shared GPU copy stays put)."""
+        if self.device.type == "cpu":
+            return self.network
+        with self._cpu_copy_lock:
+            if self._cpu_copy is None:
+                self._cpu_copy = copy.deepcopy(self.network).cpu()
+            return self._cpu_copy
+
+    def _infer(self, image: torch.Tensor, report: Callable[[float], None]) -> tuple[torch.Tensor, str, list[str]]:
+        """Class probabilities on the model grid, the device that produced them, and notes."""
+        window = dict(patch_size=self.card.patch_size, overlap=0.25, batch_size=2, progress=report)
+        with _ACCELERATOR:
+            if self.device.type == "cuda":
+                try:
+                    return sliding_window_probabilities(self.network, image, device=self.device, amp=True, **window), "cuda", []
+                except torch.cuda.OutOfMemoryError:
+                    torch.cuda.empty_cache()  # give back what the failed batch held before the CPU run
+            probabilities = sliding_window_probabilities(self._cpu_network(), image, device="cpu", **window)
+        return probabilities, "cpu", [OOM_NOTE] if self.device.type == "cuda" else []
+
+    def segment(self, scan: Scan, progress: Progress | None = None) -> Segmentation:
+        """Labels 0/1/2 on ``scan``'s grid, with the device used, seconds per stage and notes.
+
+        ``progress(stage, fraction)`` is called as the stages ``"preprocess"``, ``"infer"`` and
+        ``"postprocess"`` advance from 0 to 1.
+        """
+        report = progress or (lambda stage, fraction: None)
+        seconds: dict[str, float] = {}
+
+        start = time.perf_counter()
+        report("preprocess", 0.0)
+        subject = self._preprocess(tio.Subject(ct=scan.to_torchio()))
+        image, model_affine = subject["ct"].data, subject["ct"].affine
+        del subject
+        report("preprocess", 1.0)
+        seconds["preprocess"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        report("infer", 0.0)
+        probabilities, device, notes = self._infer(image, lambda fraction: report("infer", fraction))
+        seconds["infer"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        report("postprocess", 0.0)
+        labels = self._labels_on_scan_grid(probabilities.numpy(), model_affine, scan, notes)
+        report("postprocess", 1.0)
+        seconds["postprocess"] = time.perf_counter() - start
+        return Segmentation(labels, scan, model=self.card.name, device=device, seconds=seconds, notes=notes)
+
+    def _labels_on_scan_grid(self, probabilities: np.ndarray, model_affine: np.ndarray, scan: Scan, notes: list[str]) -> np.ndarray:
+        """Clean the labels on the model grid, then resample the edited probabilities onto the scan and take the argmax."""
+        model_labels = probabilities.argmax(axis=0).astype(np.uint8)
+        spacing = np.linalg.norm(model_affine[:3, :3], axis=0)
+        cleaned, cleaning_notes = postprocess(model_labels, spacing)
+        notes.extend(cleaning_notes)
+        changed = cleaned != model_labels
+        probabilities[:, changed] = np.eye(len(probabilities), dtype=probabilities.dtype)[cleaned[changed]].T
+        del model_labels, cleaned, changed
+
+        # Only liver and lesion travel: background is 1 minus both, since interpolation keeps the sum at 1.
+        liver = resample_onto(probabilities[LIVER], model_affine, scan.shape, scan.affine)
+        lesion = resample_onto(probabilities[LESION], model_affine, scan.shape, scan.affine)
+        background = 1.0 - liver
+        background -= lesion
+        # The argmax, ties broken towards the lower label as numpy's argmax does on the model grid.
+        labels = np.zeros_like(liver, dtype=np.uint8)  # same memory layout as the resampled arrays: faster masks
+        labels[(liver > background) & (liver >= lesion)] = LIVER
+        labels[(lesion > background) & (lesion > liver)] = LESION
+        return labels

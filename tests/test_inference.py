@@ -1,0 +1,139 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import core.inference as inference
+from core import config, registry
+from core.errors import LiverSegError
+from core.inference import OOM_NOTE, Segmenter, resolve_device
+from core.model_card import ModelCard
+from core.phantom import make_phantom
+from core.scan import Scan
+from core.unet import UNet
+
+# Intensities that stand in for the three classes, inside the card's window [-200, 250] HU.
+CLASS_HU = {0: -100.0, 1: 100.0, 2: 250.0}
+CARD = ModelCard(name="stand-in", channels=[8, 16], spacing_mm=[3.0, 3.0, 3.0], hu_window=[-200.0, 250.0], patch_size=[32, 32, 32])
+
+
+class NearestIntensity(nn.Module):
+    """A stand-in "network" that needs no training: each voxel is the class whose intensity is nearest.
+
+    Lesion intensity is the brightest so that interpolation across the liver's border
+    (background to liver) never passes through it.
+    """
+
+    def __init__(self, card: ModelCard) -> None:
+        super().__init__()
+        low, high = card.hu_window
+        scaled = [2 * (CLASS_HU[c] - low) / (high - low) - 1 for c in sorted(CLASS_HU)]
+        self.register_buffer("centres", torch.tensor(scaled).view(1, -1, 1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -100 * (x - self.centres) ** 2
+
+
+def class_scan(axcodes: str, seed: int = 1) -> tuple[Scan, np.ndarray]:
+    """The phantom in ``axcodes`` with each class drawn in its stand-in intensity."""
+    scan, labels = make_phantom((48, 40, 32), spacing=(4.0, 4.0, 5.0), axcodes=axcodes, seed=seed, lesions=3)
+    hu = np.choose(labels, [CLASS_HU[0], CLASS_HU[1], CLASS_HU[2]]).astype(np.float32)
+    return Scan(hu, scan.affine, source=scan.source), labels
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> Segmenter:
+    return Segmenter.from_network(NearestIntensity(CARD), CARD)
+
+
+@pytest.mark.parametrize("axcodes", ["RAS", "LPS", "SAR", "ILA", "PIR", "LAS"])
+def test_labels_stay_aligned_with_the_input_in_every_orientation(segmenter, axcodes):
+    scan, truth = class_scan(axcodes)
+    result = segmenter.segment(scan)
+    assert result.labels.shape == scan.shape and result.labels.dtype == np.uint8
+    assert dice(result.labels > 0, truth > 0) > 0.95
+    assert dice(result.labels == 2, truth == 2) > 0.8
+    # The phantom is asymmetric: the same labels mirrored along any axis would fail the check above.
+    for axis in range(3):
+        assert dice(np.flip(result.labels, axis) > 0, truth > 0) < 0.9
+
+
+def test_result_reports_device_stages_and_progress(segmenter):
+    scan, _ = class_scan("RAS")
+    calls = []
+    result = segmenter.segment(scan, progress=lambda stage, fraction: calls.append((stage, fraction)))
+    assert result.device == "cpu" and result.model == "stand-in"
+    assert list(result.seconds) == ["preprocess", "infer", "postprocess"] and all(s >= 0 for s in result.seconds.values())
+    stages = [stage for stage, _ in calls]
+    assert stages[0] == "preprocess" and stages[-1] == "postprocess"
+    assert sorted(set(stages), key=stages.index) == ["preprocess", "infer", "postprocess"]
+    for stage in ("preprocess", "infer", "postprocess"):
+        fractions = [f for s, f in calls if s == stage]
+        assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+
+
+def test_post_processing_notes_reach_the_result(segmenter):
+    scan, truth = class_scan("RAS")
+    hu = scan.voxels.copy()
+    hu[:3, :3, :3] = CLASS_HU[1]  # a corner of "liver" far from the organ
+    result = segmenter.segment(Scan(hu, scan.affine))
+    assert not result.labels[:3, :3, :3].any()
+    assert any(note.startswith("removed 1 region(s) apart from the liver") for note in result.notes)
+
+
+def test_cuda_out_of_memory_finishes_on_the_cpu(segmenter, monkeypatch):
+    """The CUDA path is simulated: the sliding window raises OutOfMemoryError whenever asked for CUDA."""
+    real = inference.sliding_window_probabilities
+    asked = []
+
+    def sliding_window(network, image, device="cpu", amp=False, **kwargs):
+        asked.append((torch.device(device).type, amp))
+        if torch.device(device).type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(network, image, device=device, amp=amp, **kwargs)
+
+    monkeypatch.setattr(inference, "sliding_window_probabilities", sliding_window)
+    on_gpu = Segmenter.from_network(NearestIntensity(CARD), CARD)
+    on_gpu.device = torch.device("cuda")  # what resolve_device("auto") gives on a GPU machine
+    scan, truth = class_scan("LPS")
+    result = on_gpu.segment(scan)
+    assert asked == [("cuda", True), ("cpu", False)]  # mixed precision on the GPU only
+    assert result.device == "cpu" and OOM_NOTE in result.notes
+    np.testing.assert_array_equal(result.labels, segmenter.segment(scan).labels)
+
+
+def test_threads_can_share_one_segmenter(segmenter):
+    scans = [class_scan(axcodes)[0] for axcodes in ("RAS", "PIR")]
+    results = {}
+    threads = [threading.Thread(target=lambda i=i: results.update({i: segmenter.segment(scans[i]).labels})) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i, scan in enumerate(scans):
+        np.testing.assert_array_equal(results[i], segmenter.segment(scan).labels)
+
+
+def test_a_saved_model_is_loaded_by_name_or_as_the_default(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "TRAINED_DIR", tmp_path)
+    card = ModelCard(name="tiny", channels=[4, 8], spacing_mm=[6.0, 6.0, 6.0], patch_size=[16, 16, 16])
+    registry.save_model(UNet(card.channels), card, tmp_path / "tiny")
+    scan, _ = make_phantom((32, 28, 20), spacing=(4.0, 4.0, 5.0))
+    for segmenter in (Segmenter("tiny", device="cpu"), Segmenter()):
+        result = segmenter.segment(scan)
+        assert result.model == "tiny" and result.labels.shape == scan.shape
+    with pytest.raises(LiverSegError, match="no model named 'other'"):
+        Segmenter("other")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given when there is no GPU")
+def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
+    assert resolve_device("auto").type == "cpu"
+    with pytest.raises(LiverSegError, match="no CUDA GPU"):
+        resolve_device("cuda")
