@@ -11,7 +11,9 @@ voxel size:
 3. lesion components smaller than ``config.MIN_LESION_ML`` are specks of noise: they
    become liver where they lie inside the liver, background elsewhere.
 
-Components are face-connected (6-connectivity, ``scipy.ndimage.label``'s default).
+Components are 26-connected (voxels sharing a face, an edge or a corner), as
+``core.metrics`` and ``core.lesions`` count lesions, so that a lesion they count is
+one that was kept or dropped whole.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ import numpy as np
 from scipy import ndimage
 
 from core import config
+from core.metrics import LESION_CONNECTIVITY
 from core.segmentation import BACKGROUND, LESION, LIVER
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    components, count = ndimage.label(mask)
+    components, count = ndimage.label(mask, LESION_CONNECTIVITY)
     if count <= 1:
         return mask.copy()
     sizes = np.bincount(components.ravel())
@@ -61,7 +64,7 @@ def postprocess(labels: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarra
     liver = _largest_component(organ)
     # Lesion voxels connected to the liver are part of `liver`; only separate blobs can lie outside the margin.
     lesion = (labels == LESION) & _within(liver, config.LESION_MARGIN_MM, spacing)
-    components, count = ndimage.label(lesion)
+    components, count = ndimage.label(lesion, LESION_CONNECTIVITY)
     if count:
         sizes_ml = np.bincount(components.ravel())[1:] * voxel_ml
         specks = np.flatnonzero(sizes_ml < config.MIN_LESION_ML) + 1
@@ -74,6 +77,6 @@ def postprocess(labels: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarra
     cleaned[lesion] = LESION
     removed = organ & (cleaned == BACKGROUND)
     if removed.any():
-        regions = ndimage.label(removed)[1]
+        regions = ndimage.label(removed, LESION_CONNECTIVITY)[1]
         notes.insert(0, f"removed {regions} region(s) apart from the liver ({removed.sum() * voxel_ml:.1f} mL)")
     return cleaned, notes
