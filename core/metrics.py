@@ -159,6 +159,12 @@ def volume_difference_pct(prediction: np.ndarray, reference: np.ndarray) -> floa
     return _score(prediction, reference, "volume_diff_pct")
 
 
+def _crop_to_union(prediction: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both masks cut to the bounding box of their union (views; unchanged when both are empty)."""
+    boxes = ndimage.find_objects((prediction | reference).view(np.uint8))
+    return (prediction[boxes[0]], reference[boxes[0]]) if boxes else (prediction, reference)
+
+
 def surface_distances(prediction: np.ndarray, reference: np.ndarray, spacing: Spacing) -> tuple[np.ndarray, np.ndarray] | None:
     """Directed surface distances in mm: (prediction → reference, reference → prediction).
 
@@ -169,13 +175,11 @@ def surface_distances(prediction: np.ndarray, reference: np.ndarray, spacing: Sp
     """
     _check_pair(prediction, reference)
     spacing = tuple(float(s) for s in spacing)
-    union = prediction | reference
-    if not union.any():
+    prediction, reference = _crop_to_union(prediction, reference)
+    if not prediction.any() and not reference.any():
         return np.zeros(0), np.zeros(0)
     if not prediction.any() or not reference.any():
         return None
-    box = ndimage.find_objects(union.view(np.uint8))[0]
-    prediction, reference = prediction[box], reference[box]
     # Erosion takes the outside of the array as background, so voxels on the edge of
     # the array (and of the box, where only the array's edge can cut a mask) are surface, as in MedPy.
     prediction_surface, reference_surface = (mask & ~ndimage.binary_erosion(mask, _FACE) for mask in (prediction, reference))
@@ -233,6 +237,7 @@ def lesion_detection(prediction: np.ndarray, reference: np.ndarray) -> dict[str,
     (the Dice of detection) 1.0 when neither mask has a lesion.
     """
     _check_pair(prediction, reference)
+    prediction, reference = _crop_to_union(prediction, reference)  # components lie inside the box: same counts, less work
     reference_components, reference_count = ndimage.label(reference, LESION_CONNECTIVITY)
     prediction_components, prediction_count = ndimage.label(prediction, LESION_CONNECTIVITY)
     both = prediction & reference
