@@ -410,10 +410,10 @@ class JobRunner:
     """
 
     def __init__(self, jobs_dir: Path | None = None, slots: int | None = None,
-                 command: Callable[[TrainingRequest, Path], list[str]] = training_command) -> None:
+                 command: Callable[[TrainingRequest, Path], list[str]] | None = None) -> None:
         self.jobs_dir = Path(jobs_dir or config.JOBS_DIR)
         self.slots = slots
-        self.command = command
+        self.command = command or training_command
 
     # ---- reading
 

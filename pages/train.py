@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import jobs, registry
+from core import config, jobs, registry
 from core.errors import LiverSegError
 
 #: How often the job panel refreshes itself while a job is queued or running (s).
@@ -53,6 +53,14 @@ def fraction_done(job: jobs.Job, records: list[dict]) -> tuple[float, float | No
     left = max(0.0, latest["eta_s"] - (time.time() - latest.get("time", time.time())))
     elapsed = (datetime.now().astimezone() - datetime.fromisoformat(job.started)).total_seconds()
     return min(1.0, elapsed / max(elapsed + left, 1e-9)), left
+
+
+def latest(records: list[dict], key: str, form: str) -> str:
+    """The newest value of ``key`` in the progress records, formatted, or a dash."""
+    for record in reversed(records):
+        if isinstance(record.get(key), (int, float)):
+            return form.format(record[key])
+    return "–"
 
 
 def loss_figure(records: list[dict]) -> go.Figure:
@@ -122,15 +130,13 @@ def follow(job: jobs.Job) -> None:
     done, left_s = fraction_done(job, records)
     eta = f" · about {duration(left_s)} left" if job.state == jobs.RUNNING and left_s is not None else ""
     st.progress(done, text=f"{done:.0%} · running for {duration(job.duration_s) or '0 s'}{eta}")
-    latest = records[-1] if records else {}
     best = jobs.best_validation(records)
     cells = st.columns(5)
-    cells[0].metric("Epoch", latest.get("epoch", "–"))
-    cells[1].metric("Loss", f"{latest['loss']:.3f}" if isinstance(latest.get("loss"), (int, float)) else "–")
+    cells[0].metric("Epoch", latest(records, "epoch", "{:g}"))
+    cells[1].metric("Loss", latest(records, "loss", "{:.3f}"))
     cells[2].metric("Best liver Dice", f"{best['val_liver_dice']:.3f}" if "val_liver_dice" in best else "–")
     cells[3].metric("Best lesion Dice", f"{best['val_lesion_dice']:.3f}" if "val_lesion_dice" in best else "–")
-    speed = [r["patches_per_s"] for r in records if isinstance(r.get("patches_per_s"), (int, float))]
-    cells[4].metric("Patches / s", f"{speed[-1]:.1f}" if speed else "–")
+    cells[4].metric("Patches / s", latest(records, "patches_per_s", "{:.1f}"))
     curves = st.columns(2)
     curves[0].plotly_chart(loss_figure(records), width="stretch", key=f"loss-{job.id}")
     curves[1].plotly_chart(dice_figure(records), width="stretch", key=f"dice-{job.id}")
@@ -193,13 +199,14 @@ def changed(option: jobs.TrainingOption, value) -> bool:
 
 
 @st.cache_data(ttl=300, show_spinner="Looking for labelled cases in the data folders…")
-def choices() -> list[jobs.DataChoice]:
+def choices(data_dirs: tuple[str, ...]) -> list[jobs.DataChoice]:
+    """The data choices under ``data_dirs`` (the configured folders, as the cache key)."""
     return jobs.data_choices()
 
 
 def new_job_form() -> None:
     try:
-        found = choices()
+        found = choices(tuple(map(str, config.data_dirs())))
     except LiverSegError as error:
         st.error(str(error))
         return

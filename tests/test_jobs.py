@@ -1,15 +1,13 @@
-"""core.jobs: start, follow, cancel, crash and restart recovery of background jobs, with a stand-in training.
+"""core.jobs: start, follow, cancel, crash and restart recovery of background jobs.
 
-The stand-in is a tiny script (no torch) that writes progress lines, waits for a
-``release`` file when asked to, and leaves a ready-made model behind, so every
-test drives real detached processes in a few tenths of a second each.
+The training is a stand-in (tests/fake_training.py: no torch, a few tenths of a
+second), so every test drives real detached supervisor and training processes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -22,38 +20,12 @@ from core.errors import LiverSegError
 from core.jobs import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobRunner, TrainingRequest, best_validation,
                        last_error, process_start_time, training_command, training_options)
 from core.model_card import ModelCard
-from core.unet import UNet
-
-FAKE_TRAINING = r'''
-import json, shutil, sys, time
-from pathlib import Path
-
-out, mode, model = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-job = out.parents[1]
-out.mkdir(parents=True, exist_ok=True)
-with open(out / "progress.jsonl", "a") as progress:
-    for step in (1, 2):
-        progress.write(json.dumps({"step": step, "epoch": 0, "loss": 1.0 / step, "eta_s": 9, "time": time.time()}) + "\n")
-    progress.write(json.dumps({"step": 2, "epoch": 0, "val_liver_dice": 0.5, "val_lesion_dice": 0.25, "time": time.time()}) + "\n")
-print("epoch 0 done", flush=True)
-if mode == "fail":
-    print("error: no labelled cases under /data; add NAME_seg.nii.gz labels", file=sys.stderr)
-    sys.exit(2)
-while mode == "wait" and not (job / "release").exists():
-    time.sleep(0.05)
-shutil.copy(model / "model.pt", out / "model.pt")
-card = json.loads((model / "card.json").read_text())
-(out / "card.json").write_text(json.dumps({**card, "name": out.name}))
-'''
-
+from tests import fake_training
+from tests.fake_training import release
 
 @pytest.fixture
-def tiny_model(tmp_path_factory) -> Path:
-    """A valid model folder (weights that fit the card) for the stand-in training to hand in."""
-    folder = tmp_path_factory.mktemp("tiny-model")
-    card = ModelCard(name="tiny", channels=[2, 4], patch_size=[16, 16, 16])
-    registry.save_model(UNet(card.channels, num_classes=len(card.labels)), card, folder)
-    return folder
+def tiny_model(tmp_path) -> Path:
+    return fake_training.make_model(tmp_path / "tiny-model")
 
 
 @pytest.fixture
@@ -69,13 +41,7 @@ def places(tmp_path, monkeypatch):
 
 @pytest.fixture
 def runner(places, tiny_model) -> JobRunner:
-    script = places / "fake_training.py"
-    script.write_text(FAKE_TRAINING)
-
-    def command(request: TrainingRequest, output: Path) -> list[str]:
-        return [sys.executable, str(script), str(output), request.options.get("mode", "succeed"), str(tiny_model)]
-
-    return JobRunner(places / "jobs", slots=1, command=command)
+    return JobRunner(places / "jobs", slots=1, command=fake_training.command(tiny_model, lambda request: request.options["mode"]))
 
 
 def submit(runner: JobRunner, mode: str = "succeed", name: str = "liver") -> Job:
@@ -99,10 +65,6 @@ def running(job: Job) -> bool:
 
 def ended(job: Job) -> bool:
     return not job.active
-
-
-def release(job: Job) -> None:
-    (job.folder / "release").touch()
 
 
 def test_a_job_runs_reports_progress_and_registers_its_model(runner):

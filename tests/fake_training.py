@@ -1,0 +1,64 @@
+"""A stand-in for ``python -m core train`` in job tests: progress lines, an optional wait, a ready-made model.
+
+Run as ``python tests/fake_training.py OUT MODE MODEL``: writes two training steps and
+one validation to ``OUT/progress.jsonl``, then by ``MODE``: ``succeed`` copies the
+model folder ``MODEL`` into ``OUT`` (its card renamed to ``OUT``'s name), ``fail``
+exits 2 with an ``error:`` line, ``wait`` first waits for a ``release`` file in the
+job folder. No torch import, so a job takes a few tenths of a second.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def command(model: Path, mode: Callable[[object], str]) -> Callable[[object, Path], list[str]]:
+    """A ``JobRunner(command=...)`` that runs this script with the mode ``mode(request)``."""
+
+    def build(request, output: Path) -> list[str]:
+        return [sys.executable, __file__, str(output), mode(request), str(model)]
+
+    return build
+
+
+def make_model(folder: Path) -> Path:
+    """A valid tiny model folder (weights that fit the card) for the stand-in to hand in."""
+    from core import registry
+    from core.model_card import ModelCard
+    from core.unet import UNet
+
+    card = ModelCard(name="tiny", channels=[2, 4], patch_size=[16, 16, 16])
+    registry.save_model(UNet(card.channels, num_classes=len(card.labels)), card, folder)
+    return folder
+
+
+def release(job) -> None:
+    """Let a ``wait`` job finish."""
+    (job.folder / "release").touch()
+
+
+def main(out: Path, mode: str, model: Path) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "progress.jsonl", "a") as progress:
+        for step in (1, 2):
+            progress.write(json.dumps({"step": step, "epoch": 0, "loss": 1.0 / step, "eta_s": 9, "time": time.time()}) + "\n")
+        progress.write(json.dumps({"step": 2, "epoch": 0, "val_liver_dice": 0.5, "val_lesion_dice": 0.25, "time": time.time()}) + "\n")
+    print("epoch 0 done", flush=True)
+    if mode == "fail":
+        print("error: no labelled cases under /data; add NAME_seg.nii.gz labels", file=sys.stderr)
+        return 2
+    while mode == "wait" and not (out.parents[1] / "release").exists():
+        time.sleep(0.05)
+    shutil.copy(model / "model.pt", out / "model.pt")
+    card = json.loads((model / "card.json").read_text())
+    (out / "card.json").write_text(json.dumps({**card, "name": out.name}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])))

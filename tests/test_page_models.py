@@ -1,0 +1,80 @@
+"""pages/models.py in streamlit's AppTest: cards, default choice, removal rules, download archive."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import config, registry
+from core.model_archive import model_archive
+from core.model_card import ModelCard
+from core.unet import UNet
+
+PAGE = str(config.ROOT / "pages" / "models.py")
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch):
+    """trained/ with a shipped model and one trained here; an empty jobs folder."""
+    monkeypatch.setattr(config, "TRAINED_DIR", tmp_path / "trained")
+    monkeypatch.setattr(config, "JOBS_DIR", tmp_path / "jobs")
+    for name, shipped, created in (("shipped", True, "2026-01-01T00:00:00+00:00"), ("mine", False, "2026-02-01T00:00:00+00:00")):
+        card = ModelCard(name=name, channels=[2, 4], patch_size=[16, 16, 16], shipped=shipped, created=created,
+                         training={"data": [{"case": "lits117", "sha256": "ab12", "licence": "CC BY-NC-SA 4.0"}], "epochs": 3,
+                                   "command": "python -m core train --data .cache/sample --out trained/mine"},
+                         metrics={"summary": {"liver_dice": 0.912, "lesion_dice": 0.5}, "per_case": [{"case": "lits117", "liver_dice": 0.912}]})
+        registry.save_model(UNet(card.channels, num_classes=len(card.labels)), card, tmp_path / "trained" / name)
+    return tmp_path / "trained"
+
+
+def run_page() -> AppTest:
+    page = AppTest.from_file(PAGE, default_timeout=60)
+    page.run()
+    assert not page.exception, page.exception
+    return page
+
+
+def test_every_model_is_shown_with_its_card(trained):
+    page = run_page()
+    headers = [m.value for m in page.markdown if m.value.startswith("####")]
+    assert headers == ["#### mine :violet-badge[trained here]", "#### shipped :green-badge[:material/star: default] :blue-badge[shipped]"]
+    first = {}
+    for metric in page.metric:  # the first panel's: "mine", the newest
+        first.setdefault(metric.label, metric.value)
+    assert first["Spacing (mm)"] == "2 × 2 × 2" and first["Training cases"] == "1" and first["liver dice"] == "0.912"
+    assert first["Created"] == "2026-02-01 00:00" and first["Size"].endswith("MB")
+    assert "python -m core train" in page.code[0].value
+    assert any("per_case" not in frame.value.columns and "liver_dice" in frame.value.columns for frame in page.dataframe)
+
+
+def test_making_a_model_the_default(trained):
+    page = run_page()
+    assert page.button(key="default-shipped").disabled
+    page.button(key="default-mine").click().run()
+    assert registry.default_model() == "mine"
+    assert "The Segment page uses **mine**." in [m.value for m in page.markdown]
+    assert page.button(key="default-mine").disabled
+
+
+def test_a_model_trained_here_can_be_removed_but_a_shipped_one_cannot(trained):
+    page = run_page()
+    assert [button.key for button in page.button if button.key.startswith("remove-")] == ["remove-mine"]
+    assert "Shipped models are protected." in [caption.value for caption in page.caption]
+    page.button(key="remove-mine").click().run()
+    assert [card.name for card in registry.list_cards()] == ["shipped"]
+    assert not page.exception
+
+
+def test_the_download_holds_the_weights_and_the_card(trained):
+    with zipfile.ZipFile(io.BytesIO(model_archive("mine"))) as archive:
+        assert sorted(archive.namelist()) == ["mine/card.json", "mine/model.pt"]
+        assert archive.read("mine/model.pt") == (trained / "mine" / "model.pt").read_bytes()
+
+
+def test_without_models_the_page_points_to_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(config, "TRAINED_DIR", tmp_path / "none")
+    monkeypatch.setattr(config, "JOBS_DIR", tmp_path / "jobs")
+    assert "Train page" in run_page().info[0].value
