@@ -159,3 +159,13 @@ def test_the_sample_lesion_table_from_the_command_line(capsys, sample_paths):
     code, out, _ = run(capsys, "lesions", labels_path, "--scan", scan_path)
     assert code == 0
     assert out.splitlines()[0].startswith("liver 2076.8 mL, lesions 439.0 mL in ")
+
+
+@pytest.mark.shared_data
+def test_the_totalsegmentator_liver_mask_as_reference_and_for_lesions(capsys, shared_data):
+    folder = shared_data / "totalseg-example"
+    code, out, _ = run(capsys, "lesions", folder / "liver.nii.gz", "--scan", folder / "ct.nii.gz")
+    assert code == 0 and out.startswith(f"liver {38_634 * 27 / 1000:.1f} mL, lesions 0.0 mL in 0")  # 3 mm voxels
+    code, out, _ = run(capsys, "evaluate", folder / "liver.nii.gz", folder / "liver.nii.gz", "--json")
+    result = json.loads(out)
+    assert code == 0 and result["liver"]["dice"] == 1.0 and result["lesion"]["dice"] is None
