@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from core import config
 from core.errors import LiverSegError
+from core.reasons import reason
 
 _CHUNK = 1 << 20
 
@@ -91,8 +92,8 @@ def extract_zip(path: Path, target: Path) -> int:
                             raise LiverSegError(f"{path.name}: {info.filename!r} unpacks to more than it declares; refusing the zip")
                         sink.write(chunk)
     except zipfile.BadZipFile as error:
-        raise LiverSegError(f"{path.name} is not a readable zip ({error}); zip the DICOM folder again") from None
+        raise LiverSegError(f"{path.name} is not a readable zip ({reason(error)}); zip the DICOM folder again") from None
     except (EOFError, zlib.error, zipfile.LargeZipFile, NotImplementedError, RuntimeError) as error:
-        raise LiverSegError(f"{path.name} cannot be unpacked ({error}); zip the DICOM folder again with standard compression") from None
+        raise LiverSegError(f"{path.name} cannot be unpacked ({reason(error)}); zip the DICOM folder again with standard compression") from None
     return len(members)
 

@@ -18,8 +18,62 @@ from core.errors import LiverSegError
 EXIT_USAGE = 2
 
 
+#: Share of the progress bar per stage of ``Segmenter.segment`` (start, width), in percent: inference dominates.
+_SEGMENT_STAGES = {"preprocess": (0, 10), "infer": (10, 80), "postprocess": (90, 10)}
+
+
 def _segment(args: argparse.Namespace) -> None:
-    raise LiverSegError("segment: not built yet")  # engine helper: implement
+    import time
+
+    import numpy as np
+
+    from core.io import NIFTI_SUFFIXES, read_scan, write_labels
+    from core.segmentation import LESION
+
+    started = time.perf_counter()
+    if not args.output.name.lower().endswith(NIFTI_SUFFIXES):
+        raise LiverSegError(f"{args.output.name}: the label map is written as NIfTI; name the output .nii.gz or .nii")
+    scan = read_scan(args.input)
+    read_seconds = time.perf_counter() - started
+
+    from tqdm import tqdm
+
+    from core.inference import Segmenter
+
+    segmenter = Segmenter(args.model, args.device)
+    # disable=None: the bar is drawn only on a terminal, so logs and pipes get no control characters.
+    with tqdm(total=100, file=sys.stderr, disable=None, leave=False, bar_format="{desc:<12}|{bar}| {percentage:3.0f}% {elapsed}") as bar:
+
+        def progress(stage: str, fraction: float) -> None:
+            start, width = _SEGMENT_STAGES[stage]
+            bar.set_description_str(stage, refresh=False)
+            bar.update(start + width * fraction - bar.n)
+
+        segmentation = segmenter.segment(scan, progress)
+    seconds = {"read": read_seconds, **segmentation.seconds}
+    table = None
+    if args.lesions:
+        from core.lesions import analyse_lesions
+
+        start = time.perf_counter()
+        table = analyse_lesions(segmentation.labels, scan).to_csv()  # before writing: a failure leaves no output
+        seconds["lesions"] = time.perf_counter() - start
+    start = time.perf_counter()
+    write_labels(segmentation.labels, scan, args.output)
+    if table is not None:
+        from core.atomic import write_atomically
+
+        write_atomically(args.lesions, table.encode())
+    seconds["write"] = time.perf_counter() - start
+    seconds["total"] = time.perf_counter() - started
+
+    for note in segmentation.notes:
+        print(f"note: {note}", file=sys.stderr)
+    liver_ml = np.count_nonzero(segmentation.labels) * scan.voxel_volume_ml
+    lesion_ml = np.count_nonzero(segmentation.labels == LESION) * scan.voxel_volume_ml
+    print(f"{args.output}: liver {liver_ml:.0f} mL, lesions {lesion_ml:.1f} mL (model {segmentation.model}, {segmentation.device}, {seconds['total']:.1f} s)")
+    if args.verbose:
+        print("seconds: " + " ".join(f"{stage}={value:.2f}" for stage, value in seconds.items()), file=sys.stderr)
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -96,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--model", help="model folder name under trained/ (default: the configured default model)")
     segment.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto takes CUDA when present (default)")
     segment.add_argument("--lesions", type=Path, metavar="CSV", help="also write the lesion table here")
+    segment.add_argument("-v", "--verbose", action="store_true", help="print the seconds each stage took (on stderr)")
     segment.set_defaults(run=_segment)
 
     evaluate = commands.add_parser("evaluate", help="score a predicted label map against ground truth")

@@ -13,9 +13,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 
 from core.errors import LiverSegError
+from core.reasons import reason
 from core.scan import Scan
 from core.sitk_image import from_sitk
 
@@ -82,17 +84,21 @@ def read_dicom_series(folder: Path, source: str) -> Scan:
     ``source`` names the upload in messages (the zip or folder name, not a temporary path).
     SimpleITK applies each slice's rescale slope and intercept, so the values are HU.
     """
+    # ITK prints warnings ("No Series were found", uneven slices) straight to stderr, which would break
+    # the one-line error contract; every such case is turned into a LiverSegError here instead.
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     chosen, how = choose_series(find_series(Path(folder)), source)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(chosen.files))
     reader.SetOutputPixelType(sitk.sitkFloat32)
+    reader.MetaDataDictionaryArrayUpdateOn()  # each slice's position, for the spacing check
     try:
         image = reader.Execute()
     except RuntimeError as error:
-        reason = str(error).strip().splitlines()[-1][:200] if str(error).strip() else "unknown reason"
-        raise LiverSegError(f"the DICOM series in {source} cannot be read ({reason}); export the series again") from None
+        raise LiverSegError(f"the DICOM series in {source} cannot be read ({reason(error)}); export the series again") from None
     if image.GetDimension() != 3:
         raise LiverSegError(f"the DICOM series in {source} is {image.GetDimension()}D; LiverSeg needs a 3D CT volume")
+    _check_slices(reader, image, source)
     details = {"format": "DICOM", "modality": chosen.modality or "unknown", "series": how, "slices": len(chosen.files)}
     if chosen.description:
         details["series_description"] = chosen.description
@@ -100,3 +106,24 @@ def read_dicom_series(folder: Path, source: str) -> Scan:
         details["body_part"] = chosen.body_part
     voxels, affine = from_sitk(image)
     return Scan(voxels, affine, source=source, details=details)
+
+
+def _check_slices(reader: sitk.ImageSeriesReader, image: sitk.Image, source: str) -> None:
+    """Refuse a series with missing, duplicated or unevenly spaced slices.
+
+    ITK would average the spacing and so misplace every slice after a gap; a damaged
+    slice file that GDCM skipped shows up here as such a gap.
+    """
+    tag = "0020|0032"  # Image Position (Patient), mm in LPS
+    count = image.GetDepth()
+    if count < 2 or not all(reader.HasMetaDataKey(i, tag) for i in range(count)):
+        return  # one multi-frame file: its frames are evenly spaced by construction
+    normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
+    positions = np.array([[float(v) for v in reader.GetMetaData(i, tag).split("\\")] for i in range(count)]) @ normal
+    steps = np.diff(positions)
+    typical = float(np.median(steps))
+    if typical <= 0 or np.abs(steps - typical).max() > 0.1 * typical + 0.01:
+        raise LiverSegError(
+            f"the DICOM series in {source} has missing, repeated or unevenly spaced slices (steps from {steps.min():.2f} "
+            f"to {steps.max():.2f} mm between {count} slices); export the complete series again"
+        )

@@ -20,6 +20,7 @@ from core.archive import extract_zip
 from core.atomic import atomic_path
 from core.dicom_series import read_dicom_series
 from core.errors import LiverSegError
+from core.reasons import reason
 from core.scan import Scan
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -69,7 +70,7 @@ def _load_nifti(path: Path) -> nib.Nifti1Image:
         image = nib.load(path)
         image.dataobj[(0,) * len(image.shape)]  # touches the data: a header-only or empty file fails here
     except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as error:
-        raise LiverSegError(f"{path.name} cannot be read as NIfTI ({error}); the file is damaged or not NIfTI: export it again") from None
+        raise LiverSegError(f"{path.name} cannot be read as NIfTI ({reason(error)}); the file is damaged or not NIfTI: export it again") from None
     return image
 
 
@@ -85,7 +86,7 @@ def _volume(image: nib.Nifti1Image, name: str, what: str) -> np.ndarray:
     try:
         data = image.get_fdata(dtype=np.float32)  # applies the header's scale and offset
     except (OSError, EOFError, zlib.error, ValueError) as error:
-        raise LiverSegError(f"{name} is truncated or damaged ({error}); export it again") from None
+        raise LiverSegError(f"{name} is truncated or damaged ({reason(error)}); export it again") from None
     return data.reshape(shape)
 
 

@@ -253,3 +253,16 @@ def test_every_shared_file_is_read_or_refused_as_it_should(shared_data):
     np.testing.assert_allclose(scan.spacing, (0.57, 0.57, 1.6), atol=1e-3)
     assert scan.voxels.min() == -1024 and scan.voxels.max() == 1023
     assert "liver_01" not in str(scan.details) and scan.details["modality"] == "CT"
+
+
+def test_a_series_with_a_damaged_or_missing_slice_is_refused(tmp_path):
+    """GDCM skips a slice it cannot parse; ITK would then spread the others over the gap."""
+    scan, _ = small_phantom()
+    files = write_dicom_series(scan, tmp_path / "damaged")
+    files[5].write_bytes(files[5].read_bytes()[:300])
+    with pytest.raises(LiverSegError, match="missing, repeated or unevenly spaced slices"):
+        read_scan(tmp_path / "damaged")
+    files = write_dicom_series(scan, tmp_path / "missing")
+    files[-3].unlink()
+    with pytest.raises(LiverSegError, match=r"steps from 6.00 to 12.00 mm"):
+        read_scan(tmp_path / "missing")

@@ -1,0 +1,102 @@
+import os
+import subprocess
+import sys
+import zipfile
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from core import config, registry
+from core.cli import main
+from core.io import read_scan
+from core.model_card import ModelCard
+from core.phantom import make_phantom
+from core.unet import UNet
+from tests.dicom_factory import write_dicom_series
+
+CARD = ModelCard(name="tiny", channels=[4, 8], spacing_mm=[6.0, 6.0, 6.0], patch_size=[16, 16, 16])
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch):
+    """A folder with one random-weights model, as config.TRAINED_DIR (weights do not matter here)."""
+    root = tmp_path / "trained"
+    monkeypatch.setattr(config, "TRAINED_DIR", root)
+    registry.save_model(UNet(CARD.channels), CARD, root / CARD.name)
+    return root
+
+
+@pytest.fixture
+def nifti(tmp_path):
+    scan, _ = make_phantom((32, 28, 20), spacing=(5.0, 5.0, 6.0), axcodes="LPS")
+    path = tmp_path / "in" / "scan.nii.gz"
+    path.parent.mkdir()
+    nib.save(nib.Nifti1Image(scan.voxels, scan.affine), path)
+    return path
+
+
+def test_segment_writes_labels_on_the_input_grid_and_the_lesion_table(trained, nifti, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["segment", str(nifti), "-o", str(out / "labels.nii.gz"), "--lesions", str(out / "lesions.csv"), "-v"]) == 0
+    written, source = nib.load(out / "labels.nii.gz"), nib.load(nifti)
+    assert written.shape == source.shape and written.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(written.affine, source.affine)
+    assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
+    assert (out / "lesions.csv").read_text().startswith("id,volume_ml")
+    assert sorted(p.name for p in out.iterdir()) == ["labels.nii.gz", "lesions.csv"]  # no temporary files left
+    captured = capsys.readouterr()
+    assert "labels.nii.gz: liver" in captured.out and "model tiny, cpu" in captured.out
+    stages = dict(item.split("=") for item in captured.err.split("seconds: ")[1].split())
+    assert list(stages) == ["read", "preprocess", "infer", "postprocess", "lesions", "write", "total"]
+
+
+def test_a_zipped_dicom_series_is_labelled_on_its_own_grid(trained, tmp_path):
+    scan, _ = make_phantom((32, 28, 20), spacing=(5.0, 5.0, 6.0), axcodes="RAS")
+    files = write_dicom_series(scan, tmp_path / "dicom")
+    with zipfile.ZipFile(tmp_path / "series.zip", "w") as archive:
+        for path in files:
+            archive.write(path, f"DICOM/{path.name}")
+    assert main(["segment", str(tmp_path / "series.zip"), "-o", str(tmp_path / "labels.nii")]) == 0
+    dicom = read_scan(tmp_path / "series.zip")
+    written = nib.load(tmp_path / "labels.nii")
+    assert written.shape == dicom.shape
+    np.testing.assert_allclose(written.affine, dicom.affine, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "missing"], "no model named 'missing'"),
+        (["--model", "../etc"], "not a model name"),
+    ],
+)
+def test_model_problems_exit_2_with_one_line_and_no_output(trained, nifti, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    assert main(["segment", str(nifti), "-o", str(out / "labels.nii.gz"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_no_trained_model_is_a_clear_error(tmp_path, nifti, monkeypatch, capsys):
+    monkeypatch.setattr(config, "TRAINED_DIR", tmp_path / "empty")
+    assert main(["segment", str(nifti), "-o", str(tmp_path / "labels.nii.gz")]) == 2
+    assert "no trained model" in capsys.readouterr().err
+    assert not (tmp_path / "labels.nii.gz").exists()
+
+
+def test_output_must_be_nifti(trained, nifti, tmp_path, capsys):
+    assert main(["segment", str(nifti), "-o", str(tmp_path / "labels.mha")]) == 2
+    assert "name the output .nii.gz" in capsys.readouterr().err
+
+
+def test_the_real_command_runs_as_a_process(trained, nifti, tmp_path):
+    env = {**os.environ, "LIVERSEG_TRAINED_DIR": str(trained)}
+    result = subprocess.run(
+        [sys.executable, "-m", "core", "segment", str(nifti), "-o", str(tmp_path / "labels.nii.gz"), "--device", "cpu"],
+        capture_output=True, text=True, env=env, cwd=config.ROOT, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr  # no progress bar drawn into a pipe
+    assert (tmp_path / "labels.nii.gz").exists()
