@@ -82,7 +82,7 @@ CANCEL_GRACE_S = 10.0
 
 CONFIG_FILE, STATUS_FILE, LOCK_FILE, CANCEL_FILE = "config.json", "status.json", "lock", "cancel"
 LOG_FILE, SUPERVISOR_LOG = "log.txt", "supervisor.log"
-#: The training writes one JSON object per line here, inside its output folder.
+#: The training writes one JSON object per line here, inside its output folder (schema: ``core.train``).
 PROGRESS_FILE = "progress.jsonl"
 
 #: Options of ``python -m core train`` that the runner sets itself, so the Train page does not offer them.
@@ -185,12 +185,14 @@ class Job:
 
 
 def best_validation(records: list[dict]) -> dict[str, float]:
-    """Best validation Dice per structure over the run (``{"val_liver_dice": 0.91, ...}``)."""
+    """Best validation Dice per structure over the run's ``"validation"`` records (``{"liver_dice": 0.91, ...}``)."""
     best: dict[str, float] = {}
     for record in records:
-        for key in ("val_liver_dice", "val_lesion_dice"):
+        if record.get("event") != "validation":
+            continue
+        for key in ("liver_dice", "lesion_dice"):
             value = record.get(key)
-            if isinstance(value, (int, float)) and value == value:  # NaN never counts as best
+            if isinstance(value, (int, float)) and value == value:  # null and NaN never count as best
                 best[key] = max(best.get(key, value), value)
     return best
 

@@ -41,22 +41,27 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def events(records: list[dict], event: str) -> list[dict]:
+    """The progress records of one kind (``core.train``'s schema: start, step, validation, end)."""
+    return [record for record in records if record.get("event") == event]
+
+
 def fraction_done(job: jobs.Job, records: list[dict]) -> tuple[float, float | None]:
-    """Fraction of the run done and the seconds left, from the latest progress record's ETA."""
+    """Fraction of the run done and the seconds left, from the latest step record."""
     if job.state == jobs.SUCCEEDED:
         return 1.0, 0.0
-    timed = [record for record in records if isinstance(record.get("eta_s"), (int, float))]
-    if not timed or not job.started:
+    steps = events(records, "step")
+    if not steps:
         return 0.0, None
-    latest = timed[-1]
+    latest = steps[-1]
+    eta = latest.get("eta_s")
     # The ETA was right when written; count the time since then off it.
-    left = max(0.0, latest["eta_s"] - (time.time() - latest.get("time", time.time())))
-    elapsed = (datetime.now().astimezone() - datetime.fromisoformat(job.started)).total_seconds()
-    return min(1.0, elapsed / max(elapsed + left, 1e-9)), left
+    left = max(0.0, eta - (time.time() - latest.get("time", time.time()))) if isinstance(eta, (int, float)) else None
+    return min(1.0, max(0.0, float(latest.get("progress") or 0.0))), left
 
 
 def latest(records: list[dict], key: str, form: str) -> str:
-    """The newest value of ``key`` in the progress records, formatted, or a dash."""
+    """The newest value of ``key`` in the records, formatted, or a dash."""
     for record in reversed(records):
         if isinstance(record.get(key), (int, float)):
             return form.format(record[key])
@@ -64,18 +69,19 @@ def latest(records: list[dict], key: str, form: str) -> str:
 
 
 def loss_figure(records: list[dict]) -> go.Figure:
-    steps = [record for record in records if isinstance(record.get("loss"), (int, float))]
-    figure = go.Figure(go.Scatter(x=[r.get("step") for r in steps], y=[r["loss"] for r in steps], mode="lines", name="loss",
-                                  line={"color": "#1f77b4"}))
+    steps = [record for record in events(records, "step") if isinstance(record.get("loss"), (int, float))]
+    figure = go.Figure(go.Scatter(x=[r.get("step") for r in steps], y=[r["loss"] for r in steps], mode="lines+markers",
+                                  name="loss", line={"color": "#1f77b4"}))
     figure.update_layout(title="Training loss (Dice + cross-entropy)", xaxis_title="step", yaxis_title="loss",
                          height=300, margin={"l": 50, "r": 10, "t": 40, "b": 40})
     return figure
 
 
 def dice_figure(records: list[dict]) -> go.Figure:
+    validations = events(records, "validation")
     figure = go.Figure()
-    for key, name, colour in (("val_liver_dice", "liver", "#d62728"), ("val_lesion_dice", "lesion", "#2ca02c")):
-        points = [record for record in records if isinstance(record.get(key), (int, float))]
+    for key, name, colour in (("liver_dice", "liver", "#d62728"), ("lesion_dice", "lesion", "#2ca02c")):
+        points = [record for record in validations if isinstance(record.get(key), (int, float))]
         figure.add_scatter(x=[r.get("epoch") for r in points], y=[r[key] for r in points], mode="lines+markers", name=name,
                            line={"color": colour})
     figure.update_layout(title="Validation Dice (held-out cases)", xaxis_title="epoch", yaxis_title="Dice", yaxis_range=[0, 1],
@@ -102,8 +108,8 @@ def jobs_table(all_jobs: list[jobs.Job]) -> None:
     for job in all_jobs:
         best = summary(job)
         rows.append({"Model name": job.name, "Status": job.state, "Submitted": job.created[:16].replace("T", " "),
-                     "Duration": duration(job.duration_s), "Best liver Dice": best.get("val_liver_dice"),
-                     "Best lesion Dice": best.get("val_lesion_dice"), "Registered as": job.model or "",
+                     "Duration": duration(job.duration_s), "Best liver Dice": best.get("liver_dice"),
+                     "Best lesion Dice": best.get("lesion_dice"), "Registered as": job.model or "",
                      "Note": job.reason or ""})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "Best liver Dice": st.column_config.NumberColumn(format="%.3f"),
@@ -126,17 +132,25 @@ def follow(job: jobs.Job) -> None:
     elif job.state == jobs.CANCELLED:
         st.warning(f"Cancelled: {job.reason}. Its partial model was not registered.")
     elif job.state == jobs.SUCCEEDED:
-        st.success(f"Finished. The model is registered as **{job.model}**: see the Models page to make it the default.")
+        ending = events(records, "end")
+        how = f" ({ending[-1]['status']})" if ending and ending[-1].get("status") else ""
+        st.success(f"Finished{how}. The model is registered as **{job.model}**: see the Models page to make it the default.")
+    started = events(records, "start")
+    if started:
+        first = started[-1]
+        st.caption(f"Training on {', '.join(first.get('train_cases') or []) or '–'} · validating on "
+                   f"{', '.join(first.get('val_cases') or []) or 'no held-out case'} · {first.get('accelerator', '?')} "
+                   f"× {first.get('devices', '?')} ({first.get('precision', '?')})")
     done, left_s = fraction_done(job, records)
     eta = f" · about {duration(left_s)} left" if job.state == jobs.RUNNING and left_s is not None else ""
     st.progress(done, text=f"{done:.0%} · running for {duration(job.duration_s) or '0 s'}{eta}")
-    best = jobs.best_validation(records)
+    steps, best = events(records, "step"), jobs.best_validation(records)
     cells = st.columns(5)
     cells[0].metric("Epoch", latest(records, "epoch", "{:g}"))
-    cells[1].metric("Loss", latest(records, "loss", "{:.3f}"))
-    cells[2].metric("Best liver Dice", f"{best['val_liver_dice']:.3f}" if "val_liver_dice" in best else "–")
-    cells[3].metric("Best lesion Dice", f"{best['val_lesion_dice']:.3f}" if "val_lesion_dice" in best else "–")
-    cells[4].metric("Patches / s", latest(records, "patches_per_s", "{:.1f}"))
+    cells[1].metric("Loss", latest(steps, "loss", "{:.3f}"))
+    cells[2].metric("Best liver Dice", f"{best['liver_dice']:.3f}" if "liver_dice" in best else "–")
+    cells[3].metric("Best lesion Dice", f"{best['lesion_dice']:.3f}" if "lesion_dice" in best else "–")
+    cells[4].metric("Patches / s", latest(steps, "patches_per_s", "{:.1f}"))
     curves = st.columns(2)
     curves[0].plotly_chart(loss_figure(records), width="stretch", key=f"loss-{job.id}")
     curves[1].plotly_chart(dice_figure(records), width="stretch", key=f"dice-{job.id}")

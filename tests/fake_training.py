@@ -1,7 +1,7 @@
 """A stand-in for ``python -m core train`` in job tests: progress lines, an optional wait, a ready-made model.
 
-Run as ``python tests/fake_training.py OUT MODE MODEL``: writes two training steps and
-one validation to ``OUT/progress.jsonl``, then by ``MODE``: ``succeed`` copies the
+Run as ``python tests/fake_training.py OUT MODE MODEL``: writes a start, two training steps
+and one validation record to ``OUT/progress.jsonl`` (``core.train``'s schema), then by ``MODE``: ``succeed`` copies the
 model folder ``MODEL`` into ``OUT`` (its card renamed to ``OUT``'s name), ``fail``
 exits 2 with an ``error:`` line, ``wait`` first waits for a ``release`` file in the
 job folder. No torch import, so a job takes a few tenths of a second.
@@ -44,10 +44,13 @@ def release(job) -> None:
 
 def main(out: Path, mode: str, model: Path) -> int:
     out.mkdir(parents=True, exist_ok=True)
+    records = [{"event": "start", "epoch": 0, "step": 0, "max_epochs": 2}]
+    records += [{"event": "step", "epoch": 0, "step": step, "loss": 1.0 / step, "patches_per_s": 3.5, "progress": step / 4,
+                 "eta_s": 9.0} for step in (1, 2)]
+    records.append({"event": "validation", "epoch": 0, "step": 2, "liver_dice": 0.5, "lesion_dice": 0.25, "score": 0.375, "best": True})
     with open(out / "progress.jsonl", "a") as progress:
-        for step in (1, 2):
-            progress.write(json.dumps({"step": step, "epoch": 0, "loss": 1.0 / step, "eta_s": 9, "time": time.time()}) + "\n")
-        progress.write(json.dumps({"step": 2, "epoch": 0, "val_liver_dice": 0.5, "val_lesion_dice": 0.25, "time": time.time()}) + "\n")
+        for record in records:
+            progress.write(json.dumps({**record, "time": time.time()}) + "\n")
     print("epoch 0 done", flush=True)
     if mode == "fail":
         print("error: no labelled cases under /data; add NAME_seg.nii.gz labels", file=sys.stderr)

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import nibabel as nib
 import pytest
 
 from core import config, registry
@@ -20,6 +21,7 @@ from core.errors import LiverSegError
 from core.jobs import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobRunner, TrainingRequest, best_validation,
                        last_error, process_start_time, training_command, training_options)
 from core.model_card import ModelCard
+from core.phantom import make_phantom
 from tests import fake_training
 from tests.fake_training import release
 
@@ -75,7 +77,7 @@ def test_a_job_runs_reports_progress_and_registers_its_model(runner):
     assert job.model == "liver" and registry.model_dir("liver").is_dir()
     assert ModelCard.load(registry.model_dir("liver")).name == "liver"
     assert [record["loss"] for record in job.progress() if "loss" in record] == [1.0, 0.5]
-    assert best_validation(job.progress()) == {"val_liver_dice": 0.5, "val_lesion_dice": 0.25}
+    assert best_validation(job.progress()) == {"liver_dice": 0.5, "lesion_dice": 0.25}
     assert "epoch 0 done" in job.log_tail()
     assert job.exit_code == 0 and job.duration_s >= 0
     config_file = json.loads((job.folder / "config.json").read_text())
@@ -170,10 +172,15 @@ def test_requests_are_checked_before_anything_starts(runner, places):
 
 
 def test_the_training_command_is_checked_by_the_cli_parser(tmp_path):
-    request = TrainingRequest(name="m", data=["/d1", "/d2"])
+    request = TrainingRequest(name="m", data=["/d1", "/d2"], init="base", device="cuda",
+                              options={"epochs": 3, "patch_size": [32, 32, 32]})
     command = training_command(request, tmp_path / "m")
     assert command[:4] == [sys.executable, "-m", "core", "train"]
-    assert command[4:] == ["--data", "/d1", "--data", "/d2", "--out", str(tmp_path / "m")]
+    assert command[4:] == ["--data", "/d1", "--data", "/d2", "--out", str(tmp_path / "m"), "--init", "base",
+                           "--accelerator", "gpu", "--devices", "1", "--epochs", "3", "--patch-size", "32", "32", "32"]
+    assert training_command(TrainingRequest(name="m", data=["/d"], device="cpu"), tmp_path)[-2:] == ["--accelerator", "cpu"]
+    with pytest.raises(LiverSegError, match="--epochs"):
+        training_command(TrainingRequest(name="m", data=["/d"], options={"epochs": 0}), tmp_path)
     with pytest.raises(LiverSegError, match="training options"):
         training_command(TrainingRequest(name="m", data=["/d"], options={"no_such_option": 1}), tmp_path)
     with pytest.raises(LiverSegError, match="set by the job runner"):
@@ -189,9 +196,13 @@ def test_training_options_come_from_the_cli_definition():
 def test_progress_skips_a_line_still_being_written(tmp_path):
     job = Job("j", tmp_path, RUNNING, "", TrainingRequest("m", ["d"]), [])
     job.output.mkdir(parents=True)
-    (job.output / "progress.jsonl").write_text('{"step": 1, "loss": 0.9}\n{"step": 2, "lo')
-    assert job.progress() == [{"step": 1, "loss": 0.9}]
-    assert best_validation([{"val_liver_dice": float("nan")}, {"val_liver_dice": 0.7}, {"val_liver_dice": 0.6}]) == {"val_liver_dice": 0.7}
+    (job.output / "progress.jsonl").write_text('{"event": "step", "loss": 0.9}\n{"event": "step", "lo')
+    assert job.progress() == [{"event": "step", "loss": 0.9}]
+
+
+def test_best_validation_skips_missing_values():
+    records = [{"event": "validation", "liver_dice": value, "lesion_dice": None} for value in (float("nan"), 0.7, 0.6)]
+    assert best_validation(records + [{"event": "step", "liver_dice": 0.99}]) == {"liver_dice": 0.7}
 
 
 def test_last_error_prefers_the_cli_error_line():
@@ -205,3 +216,20 @@ def test_a_missing_job_is_a_clear_error(runner):
         runner.job("nope")
     with pytest.raises(LiverSegError, match="no training job"):
         runner.job("../etc")
+
+
+def test_a_real_tiny_training_on_phantoms_is_registered_and_loads(places, monkeypatch):
+    """``python -m core train`` itself, through the runner: one epoch of 16-voxel patches on two small phantoms."""
+    for seed in (0, 1):
+        scan, labels = make_phantom(shape=(40, 32, 24), seed=seed, lesions=2)
+        nib.save(nib.Nifti1Image(scan.voxels, scan.affine), places / "data" / "cases" / f"ph{seed}.nii.gz")
+        nib.save(nib.Nifti1Image(labels, scan.affine), places / "data" / "cases" / f"ph{seed}_seg.nii.gz")
+    monkeypatch.setenv("LIVERSEG_CACHE_DIR", str(places / "cache"))  # the preprocessed-case cache stays out of the checkout
+    options = {"epochs": 1, "patches_per_epoch": 2, "patch_size": [16, 16, 16], "channels": [4, 8], "spacing": [4.0], "val": "1"}
+    runner = JobRunner(places / "jobs", slots=1)
+    job = wait_until(runner, runner.submit(TrainingRequest("phantom", ["cases"], device="cpu", options=options)), ended, 300)
+    assert job.state == SUCCEEDED, f"{job.reason}\n{job.log_tail()}"
+    assert [record["event"] for record in job.progress()][::len(job.progress()) - 1] == ["start", "end"]
+    assert set(best_validation(job.progress())) == {"liver_dice", "lesion_dice"}
+    network, card = registry.load_network(job.model)
+    assert card.name == "phantom" and card.patch_size == [16, 16, 16] and not card.shipped
