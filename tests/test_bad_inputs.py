@@ -241,14 +241,6 @@ def cli(capfd):
     return run
 
 
-@pytest.fixture
-def segment_built(cli, workspace):
-    """Skips until the engine's ``segment`` command exists (the corpus was written before it)."""
-    _, _, err = cli("segment", workspace / "in" / "none.nii.gz", "-o", workspace / "out" / "x.nii.gz")
-    if "not built yet" in err:
-        pytest.skip("`python -m core segment` is not built yet")
-
-
 def assert_clean_refusal(code: int, out: str, err: str, message: str) -> None:
     lines = err.strip().splitlines()
     assert code == 2, (code, err)
@@ -262,7 +254,7 @@ def leftovers(workspace: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("case", SCAN_CASES, ids=lambda case: case.id)
-def test_segment_refuses_bad_input_cleanly(case, workspace, cli, segment_built):
+def test_segment_refuses_bad_input_cleanly(case, workspace, cli):
     source = case.build(workspace / "in")
     out = workspace / "out"
     code, stdout, stderr = cli("segment", source, "-o", out / "labels.nii.gz", "--lesions", out / "lesions.csv")
@@ -270,7 +262,7 @@ def test_segment_refuses_bad_input_cleanly(case, workspace, cli, segment_built):
     assert leftovers(workspace) == []
 
 
-def test_segment_refuses_a_real_mr_volume(shared_data, workspace, cli, segment_built):
+def test_segment_refuses_a_real_mr_volume(shared_data, workspace, cli):
     code, stdout, stderr = cli("segment", shared_data / "totalseg-example" / "mr_not_ct.nii.gz", "-o", workspace / "out" / "labels.nii.gz")
     assert_clean_refusal(code, stdout, stderr, r"not look like a CT")
     assert leftovers(workspace) == []
@@ -338,7 +330,7 @@ def test_evaluate_refuses_unusable_masks(make, message, workspace, cli):
 
 
 @pytest.mark.parametrize("case", [c for c in SCAN_CASES if c.id in ("truncated-nifti-gz", "zip-bomb")], ids=lambda case: case.id)
-def test_the_real_process_exits_2_with_one_line(case, workspace, segment_built):
+def test_the_real_process_exits_2_with_one_line(case, workspace):
     source = case.build(workspace / "in")
     env = {**os.environ, "TMPDIR": str(workspace / "tmp")}
     result = subprocess.run([sys.executable, "-m", "core", "segment", str(source), "-o", str(workspace / "out" / "labels.nii.gz")],
