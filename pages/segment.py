@@ -1,4 +1,464 @@
+"""Segment: choose a scan, find the liver and its lesions, look, measure, take the results away.
+
+Widgets and layout only; reading, segmenting, measuring, drawing and exporting
+are ``core``'s. What the session keeps (``st.session_state``):
+
+- ``scan``: the scan being looked at (``Loaded``);
+- ``results``: ``(scan fingerprint, model) -> Result``, a few at most, so that any
+  view change, and going back to an earlier scan, never runs the model again;
+- ``reference``: the ground truth uploaded for the current scan (``Reference``);
+- ``slice_<plane>``, ``plane``, ...: the viewer's settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-st.title("Segment")
-st.info("This page is being built.")
+from core import config, exports, registry, uploads
+from core.errors import LiverSegError
+from core.figures import slice_figure, surface_figure
+from core.ground_truth import GroundTruth, load_ground_truth
+from core.io import read_scan
+from core.lesions import LesionReport, analyse_lesions
+from core.metrics import evaluate
+from core.report import NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
+from core.sample import SPACING_NOTE
+from core.scan import Scan
+from core.segmentation import Segmentation
+from core.slices import PLANES, THROUGH_AXIS, WINDOW_PRESETS, DisplayVolume, View, legend
+
+log = logging.getLogger(__name__)
+
+PLANE_NAMES = {"axial": "Axial (from the feet)", "coronal": "Coronal (from the front)", "sagittal": "Sagittal (from the side)"}
+COMPARE_NAMES = {"result": "The model's result", "liver": "Agreement: liver", "lesion": "Agreement: lesions"}
+MAX_RESULTS = 3  # each holds a label map and a display copy of its scan
+PLOT_CONFIG = {"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
+
+
+@dataclass(frozen=True, eq=False)
+class Loaded:
+    """The scan on the page: ``key`` fingerprints its file's bytes."""
+
+    key: str
+    scan: Scan
+    name: str
+    sample: bool
+
+
+@dataclass(eq=False)
+class Result:
+    """One segmentation and everything derived from it, made once."""
+
+    segmentation: Segmentation
+    lesions: LesionReport
+    volume: DisplayVolume
+    metrics: dict[str, dict] = field(default_factory=dict)  # reference key -> core.metrics.evaluate()
+    surface: go.Figure | None = None
+
+
+@dataclass(eq=False)
+class Reference:
+    """Ground truth for the scan ``scan_key``, in file order and (once a result exists) canonical order."""
+
+    scan_key: str
+    key: str
+    name: str
+    truth: GroundTruth
+    canonical: np.ndarray | None = None
+
+
+def _uploads() -> uploads.UploadSession:
+    """This session's private upload folder (app.py opens it; a page run on its own opens one here)."""
+    if "uploads" not in st.session_state:
+        st.session_state["uploads"] = uploads.default_store().open_session()
+    return st.session_state["uploads"]
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _segmenter(model: str, device: str):
+    """One Segmenter per model and device for the whole server process, shared by every session."""
+    from core.inference import Segmenter  # torch: imported when the first scan is segmented, not on page load
+
+    return Segmenter(model, device)
+
+
+def _fingerprint(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _stem(name: str) -> str:
+    for suffix in (".nii.gz", ".nii", ".zip"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem or "scan"
+
+
+def _read_upload(uploaded, reader):
+    """Save an upload in the session folder, read it with ``reader(path)``, then delete the copy.
+
+    Returns (result, fingerprint); a ``LiverSegError`` carries the message to show.
+    """
+    data = uploaded.getvalue()
+    path = _uploads().save(uploaded.name, data)
+    try:
+        return reader(path), _fingerprint(data)
+    except LiverSegError:
+        raise
+    except Exception as error:  # a file no reader foresaw: say so plainly, keep the details in the server log
+        log.exception("reading upload %s failed", uploaded.name)
+        raise LiverSegError(f"{uploaded.name} could not be read ({type(error).__name__}); check that it is the file you meant "
+                            "and export it again") from None
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _choose_scan() -> None:
+    """The input section: sample button, upload, and what was loaded (or why not)."""
+    sample_column, upload_column = st.columns([1, 2], vertical_alignment="center")
+    with sample_column:
+        st.markdown("**New here?** Use a real CT scan from a public dataset.")
+        use_sample = st.button("Try the sample scan", type="primary", icon=":material/science:")
+    with upload_column:
+        uploaded = st.file_uploader(
+            "Or upload a CT scan of the abdomen", key="scan_upload",
+            help="A NIfTI file (.nii or .nii.gz), or a DICOM series packed in a .zip. It stays private to this browser tab.",
+        )
+    try:
+        if use_sample:
+            if not config.SAMPLE_SCAN.exists():
+                raise LiverSegError("the sample scan is not installed on this server; run `make sample` (or `python -m core sample`) once")
+            with st.spinner("Reading the sample scan…"):
+                data = config.SAMPLE_SCAN.read_bytes()
+                _set_scan(Loaded(_fingerprint(data), read_scan(config.SAMPLE_SCAN), "LiTS case 117 (sample)", sample=True))
+        elif uploaded is not None and uploaded.file_id != st.session_state.get("scan_upload_id"):
+            st.session_state["scan_upload_id"] = uploaded.file_id
+            with st.spinner(f"Reading {uploaded.name}…"):
+                scan, key = _read_upload(uploaded, read_scan)
+            _set_scan(Loaded(key, scan, uploaded.name, sample=False))
+    except LiverSegError as error:
+        st.session_state["scan_error"] = str(error)
+    if st.session_state.get("scan_error"):
+        st.error(st.session_state["scan_error"], icon=":material/error:")
+
+
+def _set_scan(loaded: Loaded) -> None:
+    st.session_state["scan"] = loaded
+    st.session_state.pop("scan_error", None)
+    if st.session_state.get("reference") and st.session_state["reference"].scan_key != loaded.key:
+        del st.session_state["reference"]  # a reference belongs to one scan
+
+
+def _describe(loaded: Loaded) -> None:
+    scan = loaded.scan
+    st.markdown(f"**Scan:** {loaded.name} · {' × '.join(map(str, scan.shape))} voxels of "
+                f"{' × '.join(f'{s:.2f}' for s in scan.spacing)} mm")
+    if loaded.sample:
+        st.caption(f":material/info: {SPACING_NOTE}: volumes and distances are estimates.")
+
+
+def _choose_reference(loaded: Loaded) -> None:
+    """Optional ground truth for the current scan."""
+    reference = st.session_state.get("reference")
+    with st.expander("Compare with a reference segmentation (optional)", expanded=reference is not None):
+        st.caption("A label map drawn by an expert for this scan (NIfTI; 0 background, 1 liver, 2 lesion, or a liver-only mask). "
+                   "The page then shows how well the model agrees with it.")
+        uploaded = st.file_uploader("Reference label map", key="reference_upload")
+        use_sample_labels = loaded.sample and st.button("Use the sample's expert labels", icon=":material/fact_check:")
+        try:
+            if use_sample_labels:
+                data = config.SAMPLE_LABELS.read_bytes()
+                _set_reference(Reference(loaded.key, _fingerprint(data), "LiTS 117 expert labels",
+                                         load_ground_truth(config.SAMPLE_LABELS, loaded.scan)))
+            elif uploaded is not None and uploaded.file_id != st.session_state.get("reference_upload_id"):
+                st.session_state["reference_upload_id"] = uploaded.file_id
+                with st.spinner(f"Reading {uploaded.name}…"):
+                    truth, key = _read_upload(uploaded, lambda path: load_ground_truth(path, loaded.scan))
+                _set_reference(Reference(loaded.key, key, uploaded.name, truth))
+        except LiverSegError as error:
+            st.session_state["reference_error"] = str(error)
+        if st.session_state.get("reference_error"):
+            st.error(st.session_state["reference_error"], icon=":material/error:")
+        reference = st.session_state.get("reference")
+        if reference is not None:
+            st.success(f"Reference: {reference.name}", icon=":material/check_circle:")
+            for warning in reference.truth.warnings:
+                st.warning(warning)
+
+
+def _set_reference(reference: Reference) -> None:
+    st.session_state["reference"] = reference
+    st.session_state.pop("reference_error", None)
+
+
+def _model_settings() -> tuple[str | None, str]:
+    """The model and device (expert settings, sensible defaults)."""
+    cards = registry.list_cards()
+    if not cards:
+        st.error("No trained model is installed, so nothing can be segmented. Restore the shipped model "
+                 "(`git checkout trained/`) or train one on the Train page.", icon=":material/error:")
+        return None, "auto"
+    names = [card.name for card in cards]
+    try:
+        default = registry.default_model()
+    except LiverSegError:
+        default = names[0]
+    with st.expander("Expert settings"):
+        model = st.selectbox("Model", names, index=names.index(default) if default in names else 0,
+                             format_func=lambda name: f"{name} (default)" if name == default else name,
+                             help="The Models page describes each model and sets the default.")
+        device = st.selectbox("Run on", ["auto", "cpu", "cuda"],
+                              format_func={"auto": "Automatic (GPU if available)", "cpu": "CPU", "cuda": "GPU (CUDA)"}.get)
+    return model, device
+
+
+def _segment(loaded: Loaded, model: str, device: str) -> Result | None:
+    """Run the model with a progress bar; the result, or ``None`` after showing why not."""
+    bar = st.progress(0.0, text="Starting…")
+
+    def progress(stage: str, fraction: float) -> None:
+        bar.progress(float(np.clip(fraction, 0.0, 1.0)), text=f"{stage}…")
+
+    try:
+        segmentation = _segmenter(model, device).segment(loaded.scan, progress)
+        progress("Measuring the lesions", 1.0)
+        result = Result(segmentation, analyse_lesions(segmentation.labels, loaded.scan),
+                        DisplayVolume.from_scan(loaded.scan, segmentation.labels))
+    except LiverSegError as error:
+        st.error(str(error), icon=":material/error:")
+        return None
+    finally:
+        bar.empty()
+    results = st.session_state.setdefault("results", {})
+    results[(loaded.key, model)] = result
+    while len(results) > MAX_RESULTS:
+        del results[next(iter(results))]
+    return result
+
+
+def _headline(loaded: Loaded, result: Result) -> None:
+    segmentation, lesions = result.segmentation, result.lesions
+    liver, burden, count = st.columns(3)
+    liver.metric("Liver volume", f"{lesions.liver_ml:,.0f} mL", help="Liver including its lesions.", border=True)
+    burden.metric("Tumour burden", "–" if lesions.burden_pct is None else f"{lesions.burden_pct:.1f} %",
+                  help="Volume of all lesions as a share of the liver volume.", border=True)
+    count.metric("Lesions found", len(lesions.lesions), help="Separate lesions (possible tumours) in the liver.", border=True)
+    device = {"cuda": "GPU"}.get(segmentation.device, segmentation.device.upper() or "?")
+    st.caption(f"Done in {sum(segmentation.seconds.values()):.1f} s on the {device} with model *{segmentation.model}*."
+               + (f" {SPACING_NOTE}: volumes are estimates." if loaded.sample else ""))
+    for note in segmentation.notes:
+        st.info(note, icon=":material/info:")
+
+
+def _reset_viewer(volume: DisplayVolume, result_id: str) -> None:
+    """Point every plane at the largest lesion (or the liver) when a new result is shown."""
+    if st.session_state.get("viewer_for") == result_id:
+        return
+    st.session_state["viewer_for"] = result_id
+    _jump(volume, volume.focus())
+    st.session_state.setdefault("plane", "axial")
+    st.session_state.setdefault("window", "Abdomen")
+    st.session_state.setdefault("opacity", 0.4)
+    for key in ("show_liver", "show_lesions", "show_reference"):
+        st.session_state.setdefault(key, True)
+    st.session_state.setdefault("compare", "result")
+
+
+def _jump(volume: DisplayVolume, canonical_voxel) -> None:
+    for plane in PLANES:
+        st.session_state[f"slice_{plane}"] = volume.slice_through(plane, canonical_voxel) + 1
+
+
+def _step(key: str, delta: int, count: int) -> None:
+    st.session_state[key] = int(np.clip(st.session_state[key] + delta, 1, count))
+
+
+def _window_changed() -> None:
+    preset = st.session_state["window"]
+    if preset in WINDOW_PRESETS:  # custom starts from the preset last shown
+        st.session_state["window_width"], st.session_state["window_level"] = WINDOW_PRESETS[preset]
+
+
+def _legend_html(view: View, has_reference: bool) -> str:
+    items = []
+    for colour, words, outline in legend(view, has_reference):
+        style = f"border:3px solid rgb{colour}" if outline else f"background:rgb{colour}"
+        items.append(f'<span style="display:inline-block;width:14px;height:14px;vertical-align:middle;{style}"></span>'
+                     f'&nbsp;{words}')
+    return "&emsp;".join(items)
+
+
+@st.fragment
+def _viewer(volume: DisplayVolume) -> None:
+    """The slice viewer; a fragment, so moving the slider reruns only this."""
+    has_reference = volume.reference is not None
+    picture, controls = st.columns([3, 1])
+    with controls:
+        plane = st.radio("View", PLANES, format_func=PLANE_NAMES.get, key="plane")
+        count, key = volume.slice_count(plane), f"slice_{plane}"
+        st.slider("Slice", 1, count, key=key, help="Drag, or click the slider and use the arrow keys.")
+        back, forward = st.columns(2)
+        back.button("Previous", icon=":material/chevron_left:", on_click=_step, args=(key, -1, count), width="stretch")
+        forward.button("Next", icon=":material/chevron_right:", on_click=_step, args=(key, 1, count), width="stretch")
+        compare = "result"
+        if has_reference:
+            compare = st.radio("Colours", list(COMPARE_NAMES), format_func=COMPARE_NAMES.get, key="compare")
+        showing_result = compare == "result"
+        show_liver = st.toggle("Liver", key="show_liver", disabled=not showing_result)
+        show_lesions = st.toggle("Lesions", key="show_lesions", disabled=not showing_result)
+        show_reference = has_reference and st.toggle("Reference outlines", key="show_reference", disabled=not showing_result)
+        with st.expander("Expert settings"):
+            preset = st.selectbox("Window", [*WINDOW_PRESETS, "Custom"], key="window", on_change=_window_changed,
+                                  help="Which CT values (HU) span black to white.")
+            if preset == "Custom":
+                width = st.number_input("Window width (HU)", min_value=1.0, max_value=5000.0, step=10.0, key="window_width")
+                level = st.number_input("Window level (HU)", min_value=-1500.0, max_value=3000.0, step=10.0, key="window_level")
+            else:
+                width, level = WINDOW_PRESETS[preset]
+            opacity = st.slider("Colour opacity", 0.0, 1.0, step=0.05, key="opacity")
+    view = View(width=width, level=level, opacity=opacity, liver=show_liver, lesions=show_lesions, reference=show_reference,
+                compare=None if showing_result else compare)
+    index = st.session_state[key] - 1
+    with picture:
+        st.plotly_chart(slice_figure(volume, plane, index, view), config=PLOT_CONFIG, theme=None, key="slice_view")
+        position = volume.axis_mm(THROUGH_AXIS[plane])[index]
+        st.markdown(_legend_html(view, has_reference), unsafe_allow_html=True)
+        st.caption(f"{PLANE_NAMES[plane]}, slice {index + 1} of {count} ({'RAS'[THROUGH_AXIS[plane]]} = {position:.1f} mm). "
+                   "The patient's right is on the left of the picture, as radiologists view scans. "
+                   "Hover over the picture for the CT value (HU) and position.")
+
+
+def _lesion_table(loaded: Loaded, result: Result) -> None:
+    rows = lesion_table(result.lesions)
+    if not rows:
+        st.info("The model found no lesions in this scan.", icon=":material/info:")
+        return
+    st.markdown("**Lesions found** — click a row to show that lesion in the viewer.")
+    decimals = {heading: st.column_config.NumberColumn(format=f"%.{places}f")
+                for heading, places in (("Volume (mL)", 2), ("Longest diameter (mm)", 1), ("Mean density (HU)", 0))}
+    st.dataframe(pd.DataFrame(rows), hide_index=True, on_select=lambda: _lesion_chosen(result), selection_mode="single-row",
+                 key="lesion_table", width="stretch", column_config=decimals)
+    if loaded.sample:
+        st.caption(f"{SPACING_NOTE}: volumes and diameters are estimates.")
+
+
+def _lesion_chosen(result: Result) -> None:
+    chosen = st.session_state["lesion_table"].selection.rows
+    if chosen:
+        lesion = result.lesions.lesions[chosen[0]]
+        _jump(result.volume, result.volume.canonical_index(lesion.centroid_voxel))
+
+
+def _comparison(result: Result, reference: Reference) -> None:
+    if reference.key not in result.metrics:
+        with st.spinner("Comparing with the reference…"):
+            truth = reference.truth
+            result.metrics[reference.key] = evaluate(result.segmentation.labels, truth.labels, result.segmentation.scan.spacing,
+                                                     reference_has_lesions=truth.has_lesions)
+    metrics = result.metrics[reference.key]
+    detection = metrics["lesion_detection"]
+    st.markdown(f"**Compared with:** {reference.name}")
+    if detection["reference_lesions"] is not None:
+        found, alarms, missed = st.columns(3)
+        found.metric("Lesions found", f"{detection['true_positives']} of {detection['reference_lesions']}", border=True,
+                     help="Reference lesions that the model touched at least in part.")
+        alarms.metric("False alarms", detection["false_positives"], border=True, help="Model lesions that touch no reference lesion.")
+        missed.metric("Missed lesions", detection["missed"], border=True, help="Reference lesions the model did not touch.")
+    st.caption("In the Slices tab, choose *Colours: Agreement* to see where the model and the reference agree (green), "
+               "where only the model marked tissue (orange) and what it missed (magenta).")
+    number = st.column_config.NumberColumn(format="%.3f")
+    st.dataframe(pd.DataFrame(metrics_table(metrics)), hide_index=True, width="stretch",
+                 column_config={"Liver": number, "Lesions": number, "What it means": st.column_config.TextColumn(width="large")})
+    if detection["reference_lesions"] is not None:
+        st.dataframe(pd.DataFrame(detection_table(metrics)), hide_index=True, width="stretch",
+                     column_config={"Value": st.column_config.NumberColumn(format="%.3g")})
+    for note in metrics.get("notes", []):
+        st.info(note, icon=":material/info:")
+
+
+def _three_d(result: Result) -> None:
+    st.caption("The liver (blue, see-through) and its lesions (orange), seen from the front. Drag to turn, scroll to zoom.")
+    if st.toggle("Show the 3D view", key="show_3d"):
+        if result.surface is None:
+            with st.spinner("Building the surfaces…"):
+                result.surface = surface_figure(result.volume)
+        st.plotly_chart(result.surface, config={"displaylogo": False}, theme=None, key="surface_view")
+
+
+def _downloads(loaded: Loaded, result: Result, reference: Reference | None) -> None:
+    stem, segmentation = _stem(loaded.name), result.segmentation
+    folder = _uploads().folder
+    metrics = result.metrics.get(reference.key) if reference else None
+    notes = [f"{SPACING_NOTE}: volumes and distances are estimates."] if loaded.sample else []
+    volume = result.volume if reference is None else result.volume.with_reference(reference.canonical)
+    st.caption("Each file is made when you click it.")
+    first, second = st.columns(2)
+    with first:
+        st.download_button("Label map (NIfTI)", data=lambda: exports.label_map_nifti(segmentation, folder),
+                           file_name=f"{stem}_labels.nii.gz", mime="application/gzip", on_click="ignore", icon=":material/download:",
+                           help="0 background, 1 liver, 2 lesion, on the scan's own grid: opens over the scan in 3D Slicer or ITK-SNAP.")
+        st.download_button("Lesion table (CSV)", data=result.lesions.to_csv, file_name=f"{stem}_lesions.csv", mime="text/csv",
+                           on_click="ignore", icon=":material/download:")
+        st.download_button("Report (HTML)", data=lambda: html_report(segmentation, result.lesions, volume, metrics, notes),
+                           file_name=f"{stem}_report.html", mime="text/html", on_click="ignore", icon=":material/download:",
+                           help="One page with key slices, volumes and the lesion table; print it from the browser for a PDF.")
+    with second:
+        if metrics is not None:
+            st.download_button("Metrics (CSV)", data=exports.metrics_csv(metrics), file_name=f"{stem}_metrics.csv", mime="text/csv",
+                               on_click="ignore", icon=":material/download:")
+            st.download_button("Metrics (JSON)", data=exports.metrics_json(metrics), file_name=f"{stem}_metrics.json",
+                               mime="application/json", on_click="ignore", icon=":material/download:")
+        else:
+            st.caption("Upload a reference segmentation to also download the agreement metrics.")
+
+
+def main() -> None:
+    st.title("Segment")
+    st.markdown("Find the **liver** and **liver lesions** (possible tumours) in a CT scan of the abdomen.")
+    st.caption(f":material/warning: {NOT_FOR_CLINICAL_USE}")
+    _choose_scan()
+    loaded: Loaded | None = st.session_state.get("scan")
+    if loaded is None:
+        return
+    _describe(loaded)
+    _choose_reference(loaded)
+    model, device = _model_settings()
+    if model is None:
+        return
+    result = st.session_state.get("results", {}).get((loaded.key, model))
+    if result is None:
+        start = st.empty()
+        if not start.button("Find the liver and lesions", type="primary", icon=":material/play_arrow:"):
+            return
+        start.empty()
+        result = _segment(loaded, model, device)
+        if result is None:
+            return
+    reference = st.session_state.get("reference")
+    if reference is not None and reference.canonical is None:
+        reference.canonical = result.volume.canonical(reference.truth.labels)
+    volume = result.volume if reference is None else result.volume.with_reference(reference.canonical)
+    _reset_viewer(volume, f"{loaded.key}:{model}")
+    _headline(loaded, result)
+    names = ["Slices", "3D view"] + (["Compare with reference"] if reference else []) + ["Downloads"]
+    tabs = dict(zip(names, st.tabs(names)))
+    with tabs["Slices"]:
+        _viewer(volume)
+        _lesion_table(loaded, result)
+    with tabs["3D view"]:
+        _three_d(result)
+    if reference is not None:
+        with tabs["Compare with reference"]:
+            _comparison(result, reference)
+    with tabs["Downloads"]:
+        _downloads(loaded, result, reference)
+
+
+main()
