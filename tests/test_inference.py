@@ -26,19 +26,20 @@ class NearestIntensity(nn.Module):
     (background to liver) never passes through it.
     """
 
-    def __init__(self, card: ModelCard) -> None:
+    def __init__(self, card: ModelCard, sharpness: float = 100.0) -> None:
         super().__init__()
+        self.sharpness = sharpness
         low, high = card.hu_window
         scaled = [2 * (CLASS_HU[c] - low) / (high - low) - 1 for c in sorted(CLASS_HU)]
         self.register_buffer("centres", torch.tensor(scaled).view(1, -1, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return -100 * (x - self.centres) ** 2
+        return -self.sharpness * (x - self.centres) ** 2
 
 
-def class_scan(axcodes: str, seed: int = 1) -> tuple[Scan, np.ndarray]:
+def class_scan(axcodes: str, seed: int = 1, shape=(48, 40, 32), spacing=(4.0, 4.0, 5.0)) -> tuple[Scan, np.ndarray]:
     """The phantom in ``axcodes`` with each class drawn in its stand-in intensity."""
-    scan, labels = make_phantom((48, 40, 32), spacing=(4.0, 4.0, 5.0), axcodes=axcodes, seed=seed, lesions=3)
+    scan, labels = make_phantom(shape, spacing=spacing, axcodes=axcodes, seed=seed, lesions=3)
     hu = np.choose(labels, [CLASS_HU[0], CLASS_HU[1], CLASS_HU[2]]).astype(np.float32)
     return Scan(hu, scan.affine, source=scan.source), labels
 
@@ -85,6 +86,17 @@ def test_post_processing_notes_reach_the_result(segmenter):
     result = segmenter.segment(Scan(hu, scan.affine))
     assert not result.labels[:3, :3, :3].any()
     assert any(note.startswith("removed 1 region(s) apart from the liver") for note in result.notes)
+
+
+def test_resampling_only_the_box_around_the_organ_changes_nothing(monkeypatch):
+    """Model voxels (6 mm) larger than the scan's (2 mm), as in a real CT, so the box needs its margin."""
+    card = ModelCard(name="coarse", channels=[8, 16], spacing_mm=[6.0, 6.0, 6.0], patch_size=[16, 16, 16])
+    segmenter = Segmenter.from_network(NearestIntensity(card), card)
+    scan, _ = class_scan("PIR", shape=(80, 64, 48), spacing=(2.0, 2.0, 2.5))
+    boxed = segmenter.segment(scan).labels
+    assert boxed.any() and not boxed.all()
+    monkeypatch.setattr(inference, "_scan_box", lambda mask, affine, scan: tuple(slice(0, n) for n in scan.shape))
+    np.testing.assert_array_equal(segmenter.segment(scan).labels, boxed)
 
 
 def test_cuda_out_of_memory_finishes_on_the_cpu(segmenter, monkeypatch):
