@@ -44,6 +44,8 @@ Progress = Callable[[str, float], None]
 #: contend for its memory), and on the CPU torch already uses every core.
 _ACCELERATOR = threading.Lock()
 OOM_NOTE = "the GPU ran out of memory, so inference finished on the CPU (slower)"
+#: Sliding window: a quarter of each patch shared with its neighbour, two patches per forward pass.
+OVERLAP, BATCH_SIZE = 0.25, 2
 
 
 def resolve_device(device: str) -> torch.device:
@@ -96,7 +98,7 @@ class Segmenter:
 
     def _infer(self, image: torch.Tensor, report: Callable[[float], None]) -> tuple[torch.Tensor, str, list[str]]:
         """Class probabilities on the model grid, the device that produced them, and notes."""
-        window = dict(patch_size=self.card.patch_size, overlap=0.25, batch_size=2, progress=report)
+        window = dict(patch_size=self.card.patch_size, overlap=OVERLAP, batch_size=BATCH_SIZE, progress=report)
         with _ACCELERATOR:
             if self.device.type == "cuda":
                 try:

@@ -63,9 +63,7 @@ def sliding_window_probabilities(
         # F.pad lists the last axis first: (Z before, Z after, Y before, Y after, X before, X after).
         pad = [amount for axis in reversed(padding) for amount in (0, axis)]
         image = F.pad(image, pad, value=float(image.min()))
-    # GridSampler wants an even overlap per axis, smaller than the patch.
-    overlap_voxels = tuple(min(2 * round(p * overlap / 2), p - 2) for p in patch)
-    sampler = tio.GridSampler(tio.Subject(image=tio.ScalarImage(tensor=image)), patch, overlap_voxels)
+    sampler = _sampler(image, patch, overlap)
     aggregator = tio.GridAggregator(sampler, overlap_mode=overlap_mode)
     device = torch.device(device)
     use_amp = amp and device.type == "cuda"
@@ -87,3 +85,15 @@ def sliding_window_probabilities(
     # Outside inference mode the division makes an ordinary tensor, which callers may modify in place.
     probabilities = aggregator.get_output_tensor()
     return probabilities[:, : shape[0], : shape[1], : shape[2]].contiguous()
+
+
+def _sampler(image: torch.Tensor, patch: tuple[int, ...], overlap: float) -> tio.GridSampler:
+    # GridSampler wants an even overlap per axis, smaller than the patch.
+    overlap_voxels = tuple(min(2 * round(p * overlap / 2), p - 2) for p in patch)
+    return tio.GridSampler(tio.Subject(image=tio.ScalarImage(tensor=image)), patch, overlap_voxels)
+
+
+def count_patches(shape: Sequence[int], patch_size: Sequence[int], overlap: float = 0.25) -> int:
+    """How many patches ``sliding_window_probabilities`` runs for a volume of ``shape`` (for cost estimates)."""
+    padded = [max(int(n), int(p)) for n, p in zip(shape, patch_size)]
+    return len(_sampler(torch.zeros(1, *padded), tuple(int(p) for p in patch_size), overlap))

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from core.sliding_window import sliding_window_probabilities
+from core.sliding_window import count_patches, sliding_window_probabilities
 
 
 class Recorder(nn.Module):
@@ -73,3 +73,13 @@ def test_amp_is_ignored_on_the_cpu():
 def test_bad_input_shape_is_refused():
     with pytest.raises(ValueError, match=r"\(1, X, Y, Z\)"):
         sliding_window_probabilities(Recorder(), torch.randn(16, 16, 16), (16, 16, 16))
+
+
+@pytest.mark.parametrize("shape, overlap, expected", [((32, 32, 32), 0, 8), ((40, 16, 10), 0.5, 4), ((145, 145, 103), 0.25, 8)])
+def test_count_patches_matches_the_patches_run(shape, overlap, expected):
+    patch = (16, 16, 16) if shape[0] < 100 else (96, 96, 96)  # the last: the DICOM case at 2 mm, default card
+    assert count_patches(shape, patch, overlap) == expected
+    if shape[0] < 100:
+        network = Recorder()
+        sliding_window_probabilities(network, torch.randn(1, *shape), patch, overlap=overlap, batch_size=1)
+        assert len(network.shapes) == expected
