@@ -15,7 +15,7 @@ from core.phantom import make_phantom
 from core.unet import UNet
 from tests.dicom_factory import write_dicom_series
 
-CARD = ModelCard(name="tiny", channels=[4, 8], spacing_mm=[6.0, 6.0, 6.0], patch_size=[16, 16, 16])
+CARD = ModelCard(name="tiny", channels=[4, 8], spacing_mm=[6.0, 6.0, 6.0], patch_size=[32, 32, 32])
 
 
 @pytest.fixture
@@ -100,3 +100,21 @@ def test_the_real_command_runs_as_a_process(trained, nifti, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "\r" not in result.stderr  # no progress bar drawn into a pipe
     assert (tmp_path / "labels.nii.gz").exists()
+
+
+@pytest.mark.shared_data
+def test_every_real_ct_is_segmented_on_its_own_grid_and_the_mr_refused(trained, shared_data, sample_paths, tmp_path, capsys):
+    cases = [
+        shared_data / "totalseg-example" / "ct.nii.gz",
+        shared_data / "totalseg-example" / "ct_torso_unlabelled.nii.gz",
+        shared_data / "ircad-1.1" / "ct_dicom.zip",
+        sample_paths[0],
+    ]
+    for index, case in enumerate(cases):
+        out = tmp_path / f"labels{index}.nii.gz"
+        assert main(["segment", str(case), "-o", str(out)]) == 0, capsys.readouterr().err
+        scan, written = read_scan(case), nib.load(out)
+        assert written.shape == scan.shape
+        np.testing.assert_allclose(written.affine, scan.affine, atol=1e-4)
+    assert main(["segment", str(shared_data / "totalseg-example" / "mr_not_ct.nii.gz"), "-o", str(tmp_path / "mr.nii.gz")]) == 2
+    assert "not MR" in capsys.readouterr().err and not (tmp_path / "mr.nii.gz").exists()
