@@ -99,14 +99,20 @@ class Segmenter:
     def _infer(self, image: torch.Tensor, report: Callable[[float], None]) -> tuple[torch.Tensor, str, list[str]]:
         """Class probabilities on the model grid, the device that produced them, and notes."""
         window = dict(patch_size=self.card.patch_size, overlap=OVERLAP, batch_size=BATCH_SIZE, progress=report)
+        notes = []
+        queued = time.perf_counter()
         with _ACCELERATOR:
+            waited = time.perf_counter() - queued
+            if waited > 1:
+                notes.append(f"waited {waited:.0f} s for another segmentation to finish")
             if self.device.type == "cuda":
                 try:
-                    return sliding_window_probabilities(self.network, image, device=self.device, amp=True, **window), "cuda", []
+                    return sliding_window_probabilities(self.network, image, device=self.device, amp=True, **window), "cuda", notes
                 except torch.cuda.OutOfMemoryError:
                     torch.cuda.empty_cache()  # give back what the failed batch held before the CPU run
+                    notes.append(OOM_NOTE)
             probabilities = sliding_window_probabilities(self._cpu_network(), image, device="cpu", **window)
-        return probabilities, "cpu", [OOM_NOTE] if self.device.type == "cuda" else []
+        return probabilities, "cpu", notes
 
     def segment(self, scan: Scan, progress: Progress | None = None) -> Segmentation:
         """Labels 0/1/2 on ``scan``'s grid, with the device used, seconds per stage and notes.
@@ -132,40 +138,41 @@ class Segmenter:
 
         start = time.perf_counter()
         report("postprocess", 0.0)
-        labels = self._labels_on_scan_grid(probabilities.numpy(), model_affine, scan, notes)
+        labels = _labels_on_scan_grid(probabilities.numpy(), model_affine, scan, notes)
         report("postprocess", 1.0)
         seconds["postprocess"] = time.perf_counter() - start
         return Segmentation(labels, scan, model=self.card.name, device=device, seconds=seconds, notes=notes)
 
-    def _labels_on_scan_grid(self, probabilities: np.ndarray, model_affine: np.ndarray, scan: Scan, notes: list[str]) -> np.ndarray:
-        """Clean the labels on the model grid, then resample the edited probabilities onto the scan and take the argmax."""
-        model_labels = probabilities.argmax(axis=0).astype(np.uint8)
-        spacing = np.linalg.norm(model_affine[:3, :3], axis=0)
-        cleaned, cleaning_notes = postprocess(model_labels, spacing)
-        notes.extend(cleaning_notes)
-        changed = cleaned != model_labels
-        probabilities[:, changed] = np.eye(len(probabilities), dtype=probabilities.dtype)[cleaned[changed]].T
 
-        labels = np.zeros(scan.shape, np.uint8)
-        box = _scan_box(cleaned > 0, model_affine, scan)
-        if box is None:
-            return labels
-        # Only the box around the organ is resampled: outside it every label is background, and a
-        # 0.6 mm scan has ~30 million voxels of which the liver fills a tenth.
-        shape = tuple(s.stop - s.start for s in box)
-        affine = scan.affine.copy()
-        affine[:3, 3] = scan.affine[:3, :3] @ [s.start for s in box] + scan.affine[:3, 3]
-        # Only liver and lesion travel: background is 1 minus both, since interpolation keeps the sum at 1.
-        liver = resample_onto(probabilities[LIVER], model_affine, shape, affine)
-        lesion = resample_onto(probabilities[LESION], model_affine, shape, affine)
-        background = 1.0 - liver
-        background -= lesion
-        # The argmax, ties broken towards the lower label as numpy's argmax does on the model grid.
-        inside = np.zeros_like(liver, dtype=np.uint8)  # same memory layout as the resampled arrays: faster masks
-        inside[(liver > background) & (liver >= lesion)] = LIVER
-        inside[(lesion > background) & (lesion > liver)] = LESION
-        labels[box] = inside
+def _labels_on_scan_grid(probabilities: np.ndarray, model_affine: np.ndarray, scan: Scan, notes: list[str]) -> np.ndarray:
+    """Clean the labels on the model grid, then resample the edited probabilities onto the scan and take the argmax."""
+    model_labels = probabilities.argmax(axis=0).astype(np.uint8)
+    spacing = np.linalg.norm(model_affine[:3, :3], axis=0)
+    cleaned, cleaning_notes = postprocess(model_labels, spacing)
+    notes.extend(cleaning_notes)
+    changed = cleaned != model_labels
+    probabilities[:, changed] = np.eye(len(probabilities), dtype=probabilities.dtype)[cleaned[changed]].T
+
+    labels = np.zeros(scan.shape, np.uint8)
+    box = _scan_box(cleaned > 0, model_affine, scan)
+    if box is None:
         return labels
+    # Only the box around the organ is resampled: outside it every label is background, and a
+    # 0.6 mm scan has ~30 million voxels of which the liver fills a tenth.
+    shape = tuple(s.stop - s.start for s in box)
+    affine = scan.affine.copy()
+    affine[:3, 3] = scan.affine[:3, :3] @ [s.start for s in box] + scan.affine[:3, 3]
+    # Only liver and lesion travel: background is 1 minus both, since interpolation keeps the sum at 1.
+    liver = resample_onto(probabilities[LIVER], model_affine, shape, affine)
+    lesion = resample_onto(probabilities[LESION], model_affine, shape, affine)
+    background = 1.0 - liver
+    background -= lesion
+    # The argmax, ties broken towards the lower label as numpy's argmax does on the model grid.
+    inside = np.zeros_like(liver, dtype=np.uint8)  # same memory layout as the resampled arrays: faster masks
+    inside[(liver > background) & (liver >= lesion)] = LIVER
+    inside[(lesion > background) & (lesion > liver)] = LESION
+    labels[box] = inside
+    return labels
 
 
 def _scan_box(mask: np.ndarray, model_affine: np.ndarray, scan: Scan) -> tuple[slice, slice, slice] | None:

@@ -132,6 +132,18 @@ def test_threads_can_share_one_segmenter(segmenter):
         np.testing.assert_array_equal(results[i], segmenter.segment(scan).labels)
 
 
+def test_a_segmentation_queued_behind_another_says_so(segmenter):
+    scan, _ = class_scan("RAS")
+    results = []
+    with inference._ACCELERATOR:  # another session's inference, holding the accelerator
+        worker = threading.Thread(target=lambda: results.append(segmenter.segment(scan)))
+        worker.start()
+        worker.join(timeout=3)
+        assert worker.is_alive()  # it waits rather than running beside the other
+    worker.join()
+    assert any(note.startswith("waited ") for note in results[0].notes)
+
+
 def test_a_saved_model_is_loaded_by_name_or_as_the_default(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "TRAINED_DIR", tmp_path)
     card = ModelCard(name="tiny", channels=[4, 8], spacing_mm=[6.0, 6.0, 6.0], patch_size=[16, 16, 16])
