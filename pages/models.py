@@ -42,6 +42,16 @@ def headline_metrics(metrics: dict) -> dict[str, float]:
     return {key: value for key, value in source.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
+def metric_label(key: str) -> str:
+    """``"liver_dice"`` -> ``"Liver Dice"``."""
+    words = key.replace("_", " ").split()
+    return " ".join(word.capitalize() if index == 0 or word == "dice" else word for index, word in enumerate(words))
+
+
+def size_text(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
+
+
 def make_default(name: str) -> None:
     try:
         registry.set_default_model(name)
@@ -55,14 +65,15 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
     with st.container(border=True):
         badges = [":green-badge[:material/star: default]"] if card.name == default else []
         badges.append(":blue-badge[shipped]" if card.shipped else ":violet-badge[trained here]")
-        header, actions = st.columns([3, 2], vertical_alignment="center")
-        header.markdown(f"#### {card.name} {' '.join(badges)}")
+        header, actions = st.columns([1, 1], vertical_alignment="center")
+        header.subheader(f"{card.name} {' '.join(badges)}", anchor=False)
         buttons = actions.columns(3)
         buttons[0].button("Make default", key=f"default-{card.name}", on_click=make_default, args=(card.name,),
                           disabled=card.name == default, icon=":material/star:", width="stretch")
         buttons[1].download_button("Download", data=functools.partial(model_archive, card.name), file_name=f"{card.name}.zip",
                                    mime="application/zip", key=f"download-{card.name}", icon=":material/download:",
-                                   on_click="ignore", width="stretch")
+                                   on_click="ignore", width="stretch", help="A zip of model.pt and card.json; unzip it into "
+                                   "another installation's trained/ folder to use the model there.")
         with buttons[2]:
             if card.shipped:
                 st.caption("Shipped models are protected.")
@@ -80,19 +91,19 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
 
         training = card.training or {}
         data = training.get("data")
-        cells = st.columns(6)
-        cells[0].metric("Created", card.created[:16].replace("T", " ") or "–")
-        cells[1].metric("Size", f"{model_size_bytes(card.name) / 2**20:.1f} MB")
-        cells[2].metric("Spacing (mm)", " × ".join(f"{value:g}" for value in card.spacing_mm))
-        cells[3].metric("Patch (voxels)", " × ".join(str(value) for value in card.patch_size))
-        cells[4].metric("HU window", f"{card.hu_window[0]:g} to {card.hu_window[1]:g}")
-        cells[5].metric("Training cases", len(data) if isinstance(data, list) else "–")
+        facts = [f"created {card.created[:16].replace('T', ' ')}" if card.created else None,
+                 size_text(model_size_bytes(card.name)),
+                 f"{len(data)} training case{'s' if len(data) != 1 else ''}" if isinstance(data, list) else None,
+                 f"voxels of {' × '.join(f'{value:g}' for value in card.spacing_mm)} mm",
+                 f"patches of {' × '.join(str(value) for value in card.patch_size)} voxels",
+                 f"HU window {card.hu_window[0]:g} to {card.hu_window[1]:g}"]
+        st.caption(" · ".join(fact for fact in facts if fact))
         headline = headline_metrics(card.metrics or {})
         if headline:
-            st.caption("Measured on held-out cases")
-            numbers = st.columns(min(len(headline), 6))
-            for cell, (key, value) in zip(numbers * 6, headline.items()):
-                cell.metric(key.replace("_", " "), f"{value:.3f}" if isinstance(value, float) else value)
+            numbers = st.columns(6)
+            for cell, (key, value) in zip(numbers, headline.items()):
+                cell.metric(metric_label(key), f"{value:.3f}" if isinstance(value, float) else value,
+                            help="Measured on held-out cases the model was not trained on.")
         with st.expander("Model card"):
             left, right = st.columns(2)
             with left:

@@ -82,7 +82,8 @@ def dice_figure(records: list[dict]) -> go.Figure:
     figure = go.Figure()
     for key, name, colour in (("liver_dice", "liver", "#d62728"), ("lesion_dice", "lesion", "#2ca02c")):
         points = [record for record in validations if isinstance(record.get(key), (int, float))]
-        figure.add_scatter(x=[r.get("epoch") for r in points], y=[r[key] for r in points], mode="lines+markers", name=name,
+        # Epochs counted from 1 here as in the Epoch figure above (the records count from 0).
+        figure.add_scatter(x=[r.get("epoch", 0) + 1 for r in points], y=[r[key] for r in points], mode="lines+markers", name=name,
                            line={"color": colour})
     figure.update_layout(title="Validation Dice (held-out cases)", xaxis_title="epoch", yaxis_title="Dice", yaxis_range=[0, 1],
                          height=300, margin={"l": 50, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h", "y": -0.25})
@@ -100,7 +101,8 @@ def summary(job: jobs.Job) -> dict[str, float]:
 
 
 def job_label(job: jobs.Job) -> str:
-    return f"{job.name} · {job.state} · submitted {job.created[:16].replace('T', ' ')}"
+    # No state here: a selectbox keeps the labels it was first given while its options stay the same.
+    return f"{job.name} · submitted {job.created[:19].replace('T', ' ')}"
 
 
 def jobs_table(all_jobs: list[jobs.Job]) -> None:
@@ -120,7 +122,7 @@ def follow(job: jobs.Job) -> None:
     """Status, progress, curves, log and Cancel of one job."""
     records = job.progress()
     left, right = st.columns([3, 1], vertical_alignment="center")
-    left.markdown(f"### {job.name} {STATE_BADGES[job.state]}")
+    left.subheader(f"{job.name} {STATE_BADGES[job.state]}", anchor=False)
     if job.active and right.button("Cancel job", icon=":material/stop_circle:", key=f"cancel-{job.id}", width="stretch"):
         with st.spinner("Stopping the training…"):
             runner.cancel(job.id)
@@ -130,10 +132,10 @@ def follow(job: jobs.Job) -> None:
     elif job.state == jobs.FAILED:
         st.error(f"Failed: {job.reason}")
     elif job.state == jobs.CANCELLED:
-        st.warning(f"Cancelled: {job.reason}. Its partial model was not registered.")
+        st.warning(f"Cancelled: {job.reason}. No model was registered.")
     elif job.state == jobs.SUCCEEDED:
         ending = events(records, "end")
-        how = f" ({ending[-1]['status']})" if ending and ending[-1].get("status") else ""
+        how = f" ({ending[-1]['status']})" if ending and ending[-1].get("status") not in (None, "finished") else ""
         st.success(f"Finished{how}. The model is registered as **{job.model}**: see the Models page to make it the default.")
     started = events(records, "start")
     if started:
@@ -141,12 +143,20 @@ def follow(job: jobs.Job) -> None:
         st.caption(f"Training on {', '.join(first.get('train_cases') or []) or '–'} · validating on "
                    f"{', '.join(first.get('val_cases') or []) or 'no held-out case'} · {first.get('accelerator', '?')} "
                    f"× {first.get('devices', '?')} ({first.get('precision', '?')})")
+    if not job.started:
+        return  # queued, or cancelled before it started: nothing more to show
     done, left_s = fraction_done(job, records)
-    eta = f" · about {duration(left_s)} left" if job.state == jobs.RUNNING and left_s is not None else ""
-    st.progress(done, text=f"{done:.0%} · running for {duration(job.duration_s) or '0 s'}{eta}")
+    if job.active:
+        eta = f" · about {duration(left_s)} left" if left_s is not None else ""
+        st.progress(done, text=f"{done:.0%} · running for {duration(job.duration_s) or '0 s'}{eta}")
+    else:
+        st.progress(done, text=f"{done:.0%} · ran for {duration(job.duration_s) or '0 s'}")
     steps, best = events(records, "step"), jobs.best_validation(records)
     cells = st.columns(5)
-    cells[0].metric("Epoch", latest(records, "epoch", "{:g}"))
+    epochs = events(records, "start")[-1].get("max_epochs") if events(records, "start") else None
+    seen = [r["epoch"] for r in steps + events(records, "validation") if isinstance(r.get("epoch"), int)]
+    epoch = f"{max(seen) + 1}" if seen else "–"  # counted from 1, as on the Dice curve
+    cells[0].metric("Epoch", f"{epoch} of {epochs}" if seen and epochs else epoch)
     cells[1].metric("Loss", latest(steps, "loss", "{:.3f}"))
     cells[2].metric("Best liver Dice", f"{best['liver_dice']:.3f}" if "liver_dice" in best else "–")
     cells[3].metric("Best lesion Dice", f"{best['lesion_dice']:.3f}" if "lesion_dice" in best else "–")
@@ -155,7 +165,7 @@ def follow(job: jobs.Job) -> None:
     curves[0].plotly_chart(loss_figure(records), width="stretch", key=f"loss-{job.id}")
     curves[1].plotly_chart(dice_figure(records), width="stretch", key=f"dice-{job.id}")
     st.caption("Log (last lines)")
-    st.code(job.log_tail(25) or "(nothing yet)", language=None, height=260)
+    st.code(job.log_tail(12) or "(nothing yet)", language=None, wrap_lines=True)
     with st.expander("Job details"):
         st.write(f"Job folder: `{job.folder}`")
         st.code(" ".join(job.command), language="bash", wrap_lines=True)
@@ -167,6 +177,8 @@ def jobs_panel(polling: bool) -> None:
         st.info("No training jobs yet. Start one below.")
         return
     by_id = {job.id: job for job in all_jobs}
+    if st.session_state.get("follow_next") in by_id:  # a job just submitted (the selectbox's own key is not settable then)
+        st.session_state["followed"] = st.session_state.pop("follow_next")
     if st.session_state.get("followed") not in by_id:
         running = [job for job in all_jobs if job.state == jobs.RUNNING]
         st.session_state["followed"] = (running or all_jobs)[0].id
@@ -296,7 +308,7 @@ def new_job_form() -> None:
         except LiverSegError as error:
             st.error(str(error))
             return
-        st.session_state["followed"] = job.id
+        st.session_state["follow_next"] = job.id
         st.rerun()
 
 

@@ -98,15 +98,30 @@ def test_start_follow_and_cancel_a_job(places, stand_in):
     assert request["data"] == [str(places / "data" / "phantoms")] and request["device"] == "auto"
 
     page = wait_for(page, lambda: only_job().progress() and only_job().state == jobs.RUNNING)
-    assert any(m.value.startswith("### wait-model :blue-badge[:material/play_arrow: running]") for m in page.markdown)
+    assert page.subheader[0].value == "wait-model :blue-badge[:material/play_arrow: running]"
     assert len(page.get("plotly_chart")) == 2  # loss and validation Dice curves
     assert "epoch 0 done" in page.code[0].value
-    assert [metric.value for metric in page.metric][:4] == ["0", "0.500", "0.500", "0.250"]
+    assert [metric.value for metric in page.metric][:4] == ["1 of 2", "0.500", "0.500", "0.250"]
 
     page.button(key=f"cancel-{job.id}").click().run()
     assert only_job().state == jobs.CANCELLED
     assert "Cancelled" in page.warning[0].value
     assert page.dataframe[0].value["Status"].tolist() == ["cancelled"]
+
+
+def test_a_second_job_is_followed_while_it_waits_in_the_queue(places, stand_in):
+    page = run_page()
+    page.text_input(key="model_name").set_value("wait-first")
+    page.button[-1].click().run()
+    page = wait_for(page, lambda: only_job().state == jobs.RUNNING)
+    page.text_input(key="model_name").set_value("second")
+    page.button[-1].click().run()
+    assert not page.exception, page.exception
+    assert page.selectbox(key="followed").value == jobs.JobRunner().jobs()[0].id  # the new job, not the running one
+    assert "Waiting for the running job to finish" in page.info[0].value
+    first = jobs.JobRunner().jobs()[-1]
+    fake_training.release(first)
+    wait_for(page, lambda: all(not job.active for job in jobs.JobRunner().jobs()))
 
 
 def test_a_finished_job_shows_its_model_and_best_dice(places, stand_in):
