@@ -177,3 +177,19 @@ def test_gate_with_unusable_settings_lets_nobody_in(monkeypatch, tmp_path):
     assert not app.exception
     assert "nobody is let in" in app.error[0].value
     assert not app.text_input and not app.title
+
+
+def test_gate_reads_users_from_streamlit_secrets(monkeypatch, alice_hash):
+    from streamlit.testing.v1 import AppTest
+
+    for name in ("LIVERSEG_PASSWORD", "LIVERSEG_USERS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.secrets["auth"] = {"users": {"alice": alice_hash}}
+    app.run()
+    assert [field.label for field in app.text_input] == ["User name", "Password"]
+    app.text_input[0].input("alice")
+    app.text_input[1].input("correct horse")
+    app.button[0].click()
+    app.run()
+    assert app.session_state["user"] == "alice"
