@@ -129,9 +129,17 @@ def main() -> None:
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128], help="random model's channels")
     parser.add_argument("--spacing", type=float, default=2.0, help="random model's spacing (mm)")
     parser.add_argument("--patch", type=int, nargs="+", default=[96], help="random model's patch (one size or three)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file for the results")
+    parser.add_argument("--cost-only", action="store_true", help="only count the patches and FLOPs of the random model's card")
     args = parser.parse_args()
     if not args.input.exists():
         raise SystemExit(f"{args.input} not found: the benchmark needs ../shared/data beside the checkout")
+    if args.cost_only:
+        with tempfile.TemporaryDirectory(prefix="liverseg-bench-") as folder:
+            card = random_model(Path(folder), args)
+        cost = model_cost(card, args.input)
+        print(json.dumps({"channels": card.channels, "spacing_mm": card.spacing_mm, "patch_size": card.patch_size, **cost}))
+        return
 
     with tempfile.TemporaryDirectory(prefix="liverseg-bench-") as folder:
         folder = Path(folder)
@@ -181,8 +189,8 @@ def main() -> None:
           f"{cost['gflop_per_patch']:.1f} GFLOP each, {cost['gflop']:.0f} GFLOP in all")
     print(f"inference {rate:.1f} GFLOP/s = {result['infer_fraction_of_conv3d']:.0%} of a plain Conv3d ({conv['gflop_per_s']:.1f} GFLOP/s)")
     print(f"load average (1 min) before/after: {load_before[0]:.1f} / {load_after[0]:.1f} on {os.cpu_count()} CPUs")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
