@@ -29,12 +29,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _trained_dir() -> Path:
-    # Read at call time, so that tests and the benchmark can point LIVERSEG_TRAINED_DIR elsewhere.
+    # Looked up at each call, not imported once, so that a test can point config.TRAINED_DIR elsewhere.
     return config.TRAINED_DIR
-
-
-def _newest_first(cards: list[ModelCard]) -> list[ModelCard]:
-    return sorted(cards, key=lambda card: (card.created, card.name), reverse=True)
 
 
 def list_cards() -> list[ModelCard]:
@@ -50,7 +46,7 @@ def list_cards() -> list[ModelCard]:
             continue  # load_network(name) on this folder explains what is wrong with it
         card.name = folder.name  # the folder is the name; a copied card may say otherwise
         cards.append(card)
-    return _newest_first(cards)
+    return sorted(cards, key=lambda card: (card.created, card.name), reverse=True)
 
 
 def model_dir(name: str) -> Path:
