@@ -1,0 +1,84 @@
+"""Training throughput (patches per second) of the real pipeline on this machine.
+
+Runs ``python -m core train`` for one short epoch on the built-in LiTS 117 sample
+(cached preprocessing, augmentation with synthetic lesions, TorchIO Queue, UNet
+forward and backward) for each configuration, and reports the patches per second
+recorded in its progress file: loading and augmentation included, validation
+excluded. Usage::
+
+    .venv/bin/python benchmarks/train_speed.py                 # CPU, the configurations below
+    .venv/bin/python benchmarks/train_speed.py --accelerator gpu --patches 200
+
+Each configuration is "channels / patch / spacing"; results go to stdout and
+``benchmarks/results/train_speed.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from core import config
+from core.cli import build_parser
+from core.sample import ensure_sample
+from core.train import PROGRESS_FILE, train_from_args
+
+CONFIGURATIONS = [
+    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0},
+    {"channels": [16, 32, 64, 128], "patch": 64, "spacing": 2.0},
+    {"channels": [16, 32, 64, 128], "patch": 96, "spacing": 2.0},
+]
+
+
+def measure(configuration: dict, patches: int, accelerator: str, workdir: Path) -> dict:
+    out = workdir / f"c{configuration['channels'][0]}-p{configuration['patch']}"
+    argv = [
+        "train", "--data", str(ensure_sample()[0].parent), "--out", str(out), "--val", "0", "--epochs", "1",
+        "--patches-per-epoch", str(patches), "--samples-per-volume", "8", "--batch-size", "2",
+        "--patch-size", *[str(configuration["patch"])] * 3, "--channels", *map(str, configuration["channels"]),
+        "--spacing", str(configuration["spacing"]), "--accelerator", accelerator, "--cache-dir", str(workdir / "cache"),
+    ]
+    started = time.perf_counter()
+    train_from_args(build_parser().parse_args(argv))
+    wall = time.perf_counter() - started
+    records = [json.loads(line) for line in (out / PROGRESS_FILE).read_text().splitlines()]
+    steps = [r for r in records if r["event"] == "step"]
+    start = next(r for r in records if r["event"] == "start")
+    # The first record includes warm-up (first Queue fill, allocator); report the later ones.
+    steady = steps[1:] or steps
+    return {
+        **configuration,
+        "accelerator": start["accelerator"],
+        "precision": start["precision"],
+        "patches": patches,
+        "patches_per_s": sum(r["patches_per_s"] for r in steady) / len(steady),
+        "wall_s": round(wall, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patches", type=int, default=48, help="patches per configuration")
+    parser.add_argument("--accelerator", default="cpu")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="train-speed-"))
+    results = []
+    try:
+        for configuration in CONFIGURATIONS:
+            result = measure(configuration, args.patches, args.accelerator, workdir)
+            results.append(result)
+            print(f"channels {result['channels']} patch {result['patch']}^3 at {result['spacing']} mm on {result['accelerator']} "
+                  f"({result['precision']}): {result['patches_per_s']:.2f} patches/s ({result['wall_s']} s wall)", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    target = config.ROOT / "benchmarks" / "results" / "train_speed.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
