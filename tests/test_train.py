@@ -130,6 +130,8 @@ def test_tiny_training_writes_a_loadable_model_card_and_progress(phantoms, tmp_p
     assert training["epochs"] == 2 and training["status"] == "finished" and training["hardware"]["accelerator"] == "cpu"
     assert training["command"].startswith("python -m core train --data ") and "--val case0" in training["command"]
     assert set(card.metrics["cases"]) == {"case0"} and 0 <= card.metrics["mean"]["liver_dice"] <= 1
+    assert "core.inference" in card.metrics["measured_on"] and card.metrics["cases"]["case0"]["lesion_dice"] is not None
+    assert set(card.metrics["during_training"]["cases"]) == {"case0"}
     events = records(out)
     assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "end"
     steps = [e for e in events if e["event"] == "step"]
