@@ -70,6 +70,7 @@ from typing import IO
 from core import config
 from core.atomic import write_atomically
 from core.errors import LiverSegError
+from core.model_card import CARD_FILE
 from core.paths import inside_data_dirs
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
@@ -566,6 +567,9 @@ class JobRunner:
     def _outcome(self, job: Job) -> tuple[str, str | None]:
         """State and reason of a training that exited on its own; registers the model on success."""
         code = job.exit_code
+        if code == 0 and not (job.output / CARD_FILE).is_file():
+            # A training stopped by SIGTERM from outside (Lightning ends it cleanly) exits 0 without a model.
+            return FAILED, f"the training stopped without writing a model (was it interrupted?): {last_error(job.log_tail(200))}"
         if code == 0:
             from core.registry import register_model
 

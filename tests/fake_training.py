@@ -55,6 +55,9 @@ def main(out: Path, mode: str, model: Path) -> int:
     if mode == "fail":
         print("error: no labelled cases under /data; add NAME_seg.nii.gz labels", file=sys.stderr)
         return 2
+    if mode == "interrupted":  # as Lightning does on SIGTERM: a clean exit, but no model
+        print("Received SIGTERM: stopping", flush=True)
+        return 0
     while mode == "wait" and not (out.parents[1] / "release").exists():
         time.sleep(0.05)
     shutil.copy(model / "model.pt", out / "model.pt")

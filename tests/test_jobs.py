@@ -97,6 +97,12 @@ def test_a_failing_training_is_failed_with_its_error_line(runner):
     assert registry.list_cards() == []
 
 
+def test_a_training_that_exits_cleanly_without_a_model_is_failed(runner):
+    job = wait_until(runner, submit(runner, "interrupted"), ended)
+    assert job.state == FAILED and job.exit_code == 0
+    assert job.reason.startswith("the training stopped without writing a model") and "Received SIGTERM" in job.reason
+
+
 def test_a_killed_training_is_failed_with_the_reason_and_no_model(runner):
     job = wait_until(runner, submit(runner, "wait"), running)
     os.killpg(job.pid, signal.SIGKILL)
