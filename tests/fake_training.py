@@ -1,10 +1,11 @@
 """A stand-in for ``python -m core train`` in job tests: progress lines, an optional wait, a ready-made model.
 
-Run as ``python tests/fake_training.py OUT MODE MODEL``: writes a start, two training steps
-and one validation record to ``OUT/progress.jsonl`` (``core.train``'s schema), then by ``MODE``: ``succeed`` copies the
-model folder ``MODEL`` into ``OUT`` (its card renamed to ``OUT``'s name), ``fail``
-exits 2 with an ``error:`` line, ``wait`` first waits for a ``release`` file in the
-job folder. No torch import, so a job takes a few tenths of a second.
+Run as ``python tests/fake_training.py OUT MODE MODEL``: writes a start, two training
+steps and one validation record to ``OUT/progress.jsonl`` (``core.train``'s schema), then
+by ``MODE``: ``succeed`` copies the model folder ``MODEL`` into ``OUT`` (its card renamed
+to ``OUT``'s name); ``fail`` exits 2 with an ``error:`` line; ``interrupted`` exits 0
+without a model; ``wait`` first waits for a ``release`` file in the job folder. No torch
+import, so a job takes a few tenths of a second.
 """
 
 from __future__ import annotations
