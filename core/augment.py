@@ -9,9 +9,12 @@ sampled, in this order:
    degrade them exactly like real tissue, and so that the label sampler can
    centre patches on them. Contrasts are given in HU and converted with the
    card's window.
-2. Spatial: ``RandomAffine`` (rotation, scaling, translation) and
+2. ``RandomHUShift``: a random shift and scale of the HU values around soft tissue.
+   Contrast phase moves the liver from about 50 HU (no contrast) to 120 HU (portal
+   venous); without this a model trained on one phase fails on the other.
+3. Spatial: ``RandomAffine`` (rotation, scaling, translation) and
    ``RandomElasticDeformation``; images linear, labels nearest.
-3. Intensity: ``RandomGamma``, ``RandomBiasField``, ``RandomNoise``, ``RandomBlur``.
+4. Intensity: ``RandomGamma``, ``RandomBiasField``, ``RandomNoise``, ``RandomBlur``.
    Gamma and the multiplicative bias field assume non-negative intensities, so
    they run on the window mapped to [0, 1] and the result is mapped back and
    clamped to [-1, 1], the range inference sees.
@@ -130,6 +133,37 @@ class SyntheticLesions(tio.Transform):
         labels[box][alpha > 0.5] = LESION
 
 
+class RandomHUShift(tio.Transform):
+    """Shift and scale intensities as if in HU: ``hu' = (hu - centre) * scale + centre + shift``.
+
+    Works on the window-scaled image ([-1, 1]) with the shift converted through the
+    window, and clamps back to [-1, 1]. Labels are untouched.
+
+    Args:
+        hu_window: the card's window.
+        shift_hu: the shift is drawn from [-shift_hu, shift_hu].
+        scale: the scale is drawn from [1 - scale, 1 + scale].
+        centre_hu: the HU value the scale keeps fixed (soft tissue).
+    """
+
+    def __init__(self, hu_window: tuple[float, float], shift_hu: float = 60.0, scale: float = 0.15,
+                 centre_hu: float = 40.0, image_name: str = "image", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.hu_window, self.shift_hu, self.scale, self.centre_hu = tuple(hu_window), shift_hu, scale, centre_hu
+        self.image_name = image_name
+        self.args_names = ["hu_window", "shift_hu", "scale", "centre_hu", "image_name"]
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        low, high = self.hu_window
+        hu_per_unit = (high - low) / 2.0
+        centre = (self.centre_hu - low) / hu_per_unit - 1.0
+        shift = float(torch.empty(1).uniform_(-self.shift_hu, self.shift_hu)) / hu_per_unit
+        scale = float(torch.empty(1).uniform_(1 - self.scale, 1 + self.scale))
+        image = subject[self.image_name]
+        image.set_data(((image.data - centre) * scale + centre + shift).clamp(-1.0, 1.0))
+        return subject
+
+
 def augmentation(strength: float, hu_window: tuple[float, float], synthetic_lesions: float) -> tio.Compose:
     """The training augmentation, scaled by ``strength`` (0 = none).
 
@@ -145,6 +179,7 @@ def augmentation(strength: float, hu_window: tuple[float, float], synthetic_lesi
         s = float(strength)
         p = min(1.0, 0.3 * s)
         transforms += [
+            RandomHUShift(hu_window, shift_hu=60.0 * s, scale=0.15 * s, p=min(1.0, 0.8 * s)),
             tio.RandomAffine(
                 scales=0.15 * s,
                 degrees=15 * s,
@@ -172,7 +207,7 @@ def describe(strength: float, synthetic_lesions: float) -> dict:
         "synthetic_lesions": "Hu et al. CVPR 2023 style: noise-deformed ellipsoids, "
         f"radius {RADIUS_MM[0]:g}-{RADIUS_MM[1]:g} mm, hypodense {HYPODENSE_HU[0]:g}-{HYPODENSE_HU[1]:g} HU "
         "(80%), hyperdense or rim-enhancing (10% each), smoothed-noise texture, blurred edge",
-        "transforms": "RandomAffine, RandomElasticDeformation, RandomGamma, RandomBiasField, RandomNoise, RandomBlur"
+        "transforms": "RandomHUShift (+-60 HU x strength, scale +-15%), RandomAffine, RandomElasticDeformation, RandomGamma, RandomBiasField, RandomNoise, RandomBlur"
         if strength > 0
         else "none",
     }

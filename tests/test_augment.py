@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchio as tio
 
-from core.augment import HYPODENSE_HU, SyntheticLesions, augmentation
+from core.augment import HYPODENSE_HU, RandomHUShift, SyntheticLesions, augmentation
 from core.model_card import ModelCard
 from core.phantom import make_phantom
 from core.preprocess import preprocessing
@@ -78,3 +78,20 @@ def test_strength_zero_without_lesions_is_the_identity(subject):
     out = augmentation(0, WINDOW, synthetic_lesions=0)(subject)
     assert torch.equal(out["image"].data, subject["image"].data)
     assert torch.equal(out["label"].data, subject["label"].data)
+
+
+def test_hu_shift_moves_soft_tissue_by_a_bounded_affine_change_in_hu(subject):
+    hu_per_unit = (WINDOW[1] - WINDOW[0]) / 2
+    to_hu = lambda tensor: (tensor + 1) * hu_per_unit + WINDOW[0]  # noqa: E731 - the window's inverse
+    liver = subject["label"].data[0] == LIVER
+    fat = (to_hu(subject["image"].data[0]) < -60) & (to_hu(subject["image"].data[0]) > -140)
+    for seed in range(5):
+        torch.manual_seed(seed)
+        out = RandomHUShift(WINDOW, shift_hu=60, scale=0.15, p=1)(subject)
+        before, after = to_hu(subject["image"].data[0]), to_hu(out["image"].data[0])
+        liver_shift = float((after[liver] - before[liver]).mean())
+        assert -60 - 0.15 * 40 <= liver_shift <= 60 + 0.15 * 40
+        scale = float((after[liver].mean() - after[fat].mean()) / (before[liver].mean() - before[fat].mean()))
+        assert 0.85 - 1e-3 <= scale <= 1.15 + 1e-3
+        assert torch.equal(out["label"].data, subject["label"].data)
+        assert out["image"].data.min() >= -1 and out["image"].data.max() <= 1
