@@ -32,7 +32,8 @@ progress.jsonl schema (every record has ``event``, ``time`` (Unix seconds),
   ``precision``, ``resumed`` (bool).
 - ``"step"``: ``loss``, ``dice_loss``, ``ce_loss`` (means since the previous record),
   ``lr``, ``patches_per_s`` (training patches per second over all devices, loading and
-  augmentation included, validation excluded), ``elapsed_s``, ``progress`` (0-1),
+  augmentation included, validation excluded), ``patches_per_cpu_s`` (the same per second of
+  this process's CPU time, which a machine busy with other work does not distort), ``elapsed_s``, ``progress`` (0-1),
   ``eta_s`` (seconds to the epoch or time limit, whichever comes first).
 - ``"validation"``: ``liver_dice``, ``lesion_dice`` (means over held-out cases; lesion
   Dice only over cases with 0/1/2 labels, null when there are none), ``score`` (what
@@ -464,21 +465,21 @@ class ProgressCallback(Callback):
 
     def _reset(self) -> None:
         self.sums = {"loss": 0.0, "dice_loss": 0.0, "ce_loss": 0.0}
-        self.batches, self.patches, self.train_seconds = 0, 0, 0.0
-        self.mark = time.monotonic()
+        self.batches, self.patches, self.train_seconds, self.cpu_seconds = 0, 0, 0.0, 0.0
+        self.mark, self.cpu_mark = time.monotonic(), time.process_time()
 
     def on_train_start(self, trainer, module) -> None:  # after a resumed checkpoint has been restored
         self.progress_log.record("start", epoch=trainer.current_epoch, step=trainer.global_step, steps_per_epoch=self.steps_per_epoch,
                         **self.start_fields)
         self.progress_log.say(f"training: {self.start_fields['max_epochs']} epochs x {self.steps_per_epoch} steps"
                      f" on {self.start_fields['accelerator']} x{self.start_fields['devices']} ({self.start_fields['precision']})")
-        self.mark = time.monotonic()
+        self.mark, self.cpu_mark = time.monotonic(), time.process_time()
 
     def on_train_epoch_start(self, trainer, module) -> None:
-        self.mark = time.monotonic()
+        self.mark, self.cpu_mark = time.monotonic(), time.process_time()
 
     def on_validation_end(self, trainer, module) -> None:
-        self.mark = time.monotonic()  # validation time is not training throughput
+        self.mark, self.cpu_mark = time.monotonic(), time.process_time()  # validation is not training throughput
         result = module.last_validation
         if result is None or trainer.sanity_checking:
             return
@@ -489,9 +490,10 @@ class ProgressCallback(Callback):
                      f"score {result['score']:.3f}{' (best)' if result['best'] else ''} [{cases}] {result['seconds']:.0f} s")
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_index) -> None:
-        now = time.monotonic()
+        now, cpu_now = time.monotonic(), time.process_time()
         self.train_seconds += now - self.mark
-        self.mark = now
+        self.cpu_seconds += cpu_now - self.cpu_mark
+        self.mark, self.cpu_mark = now, cpu_now
         metrics = trainer.callback_metrics
         for key in self.sums:
             self.sums[key] += float(metrics.get(key, float("nan")))
@@ -507,7 +509,8 @@ class ProgressCallback(Callback):
         lr = trainer.optimizers[0].param_groups[0]["lr"]
         eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
         self.progress_log.record("step", epoch=trainer.current_epoch, step=trainer.global_step, **means, lr=lr,
-                        patches_per_s=throughput, elapsed_s=elapsed, progress=fraction, eta_s=eta)
+                        patches_per_s=throughput, patches_per_cpu_s=self.patches / trainer.world_size / max(self.cpu_seconds, 1e-9),
+                        elapsed_s=elapsed, progress=fraction, eta_s=eta)
         self.progress_log.say(f"epoch {trainer.current_epoch} step {trainer.global_step}: loss {means['loss']:.4f} "
                      f"(Dice {means['dice_loss']:.4f}, CE {means['ce_loss']:.4f}) lr {lr:.2e} "
                      f"{throughput:.2f} patches/s, {fraction:.0%} done" + (f", ETA {eta / 60:.1f} min" if eta else ""))
