@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 import threading
@@ -69,7 +70,6 @@ def default_cases(work: Path) -> list[Case]:
     shared = config.SHARED_DATA_DIR
     for name, path, reference in [
         ("totalseg-ct", shared / "totalseg-example" / "ct.nii.gz", shared / "totalseg-example" / "liver.nii.gz"),
-        ("totalseg-torso", shared / "totalseg-example" / "ct_torso_unlabelled.nii.gz", None),
         ("ircad-dicom-zip", shared / "ircad-1.1" / "ct_dicom.zip", None),
     ]:
         if path.exists():
@@ -96,7 +96,10 @@ def make_stand_in(folder: Path) -> None:
 
     torch.manual_seed(0)
     card = ModelCard(name="stand-in", created="2000-01-01T00:00:00", training={"note": "untrained: load test only"})
-    registry.save_model(UNet(card.channels), card, folder / "stand-in")
+    network = UNet(card.channels)
+    with torch.no_grad():  # no lesions: random weights would paint thousands of them and time their analysis instead
+        network.head.bias.copy_(torch.tensor([0.0, 0.0, -1e3]))
+    registry.save_model(network, card, folder / "stand-in")
 
 
 class MemoryWatch:
@@ -234,6 +237,7 @@ def main() -> int:
     parser.add_argument("--stand-in", action="store_true",
                         help="serve an untrained UNet instead of the default model (no trained model needed; not for accuracy)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that a killed run still stops its server
 
     with tempfile.TemporaryDirectory(prefix="liverseg-load-") as work:
         work = Path(work)
