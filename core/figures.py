@@ -64,6 +64,7 @@ def slice_figure(volume: DisplayVolume, plane: str, index: int, view: View, heig
         text=_hover_words(sampled(volume.labels), reference),
         colorscale=_TRANSPARENT,
         showscale=False,
+        zsmooth="fast",  # draws one small bitmap instead of a rectangle per cell: it is invisible anyway
         hovertemplate="%{z} HU<br>(" + ", ".join(coordinate[a] for a in range(3)) + ") mm RAS<br><b>%{text}</b><extra></extra>",
     )
     figure = go.Figure(hover)

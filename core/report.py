@@ -86,11 +86,12 @@ def detection_table(metrics: dict) -> list[dict]:
     ]
 
 
-def _format(value) -> str:
+def format_value(value) -> str:
+    """A table cell: counts as they are, scores to 3 decimals, millimetres and millilitres above 100 to 1, "–" for undefined."""
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
     return str(value)
 
 
@@ -98,7 +99,7 @@ def _table(rows: list[dict]) -> str:
     if not rows:
         return "<p>None.</p>"
     head = "".join(f"<th>{html.escape(str(key))}</th>" for key in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_format(v))}</td>" for v in row.values()) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(format_value(v))}</td>" for v in row.values()) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

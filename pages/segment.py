@@ -29,7 +29,7 @@ from core.ground_truth import GroundTruth, load_ground_truth
 from core.io import read_scan
 from core.lesions import LesionReport, analyse_lesions
 from core.metrics import evaluate
-from core.report import NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
+from core.report import NOT_FOR_CLINICAL_USE, detection_table, format_value, html_report, lesion_table, metrics_table
 from core.sample import SPACING_NOTE
 from core.scan import Scan
 from core.segmentation import Segmentation
@@ -367,20 +367,23 @@ def _comparison(result: Result, reference: Reference) -> None:
     st.markdown(f"**Compared with:** {reference.name}")
     if detection["reference_lesions"] is not None:
         found, alarms, missed = st.columns(3)
-        found.metric("Lesions found", f"{detection['true_positives']} of {detection['reference_lesions']}", border=True,
+        found.metric("Reference lesions found", f"{detection['true_positives']} of {detection['reference_lesions']}", border=True,
                      help="Reference lesions that the model touched at least in part.")
         alarms.metric("False alarms", detection["false_positives"], border=True, help="Model lesions that touch no reference lesion.")
         missed.metric("Missed lesions", detection["missed"], border=True, help="Reference lesions the model did not touch.")
     st.caption("In the Slices tab, choose *Colours: Agreement* to see where the model and the reference agree (green), "
                "where only the model marked tissue (orange) and what it missed (magenta).")
-    number = st.column_config.NumberColumn(format="%.3f")
-    st.dataframe(pd.DataFrame(metrics_table(metrics)), hide_index=True, width="stretch",
-                 column_config={"Liver": number, "Lesions": number, "What it means": st.column_config.TextColumn(width="large")})
+    st.table(_words_table(metrics_table(metrics)))
     if detection["reference_lesions"] is not None:
-        st.dataframe(pd.DataFrame(detection_table(metrics)), hide_index=True, width="stretch",
-                     column_config={"Value": st.column_config.NumberColumn(format="%.3g")})
+        st.table(_words_table(detection_table(metrics)))
     for note in metrics.get("notes", []):
         st.info(note, icon=":material/info:")
+
+
+def _words_table(rows: list[dict]) -> pd.DataFrame:
+    """Rows of numbers and explanations as text (st.table wraps the explanations), indexed by the measure's name."""
+    return pd.DataFrame([{key: value if key in ("Measure", "What it means") else format_value(value) for key, value in row.items()}
+                         for row in rows]).set_index("Measure")
 
 
 def _three_d(result: Result) -> None:

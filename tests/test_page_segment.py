@@ -108,10 +108,11 @@ def test_lesions_reference_and_metrics(page, exact_model, phantom_sample):
     assert count > 0 and page.metric[2].value == str(count)
     button(page, "Use the sample's expert labels").click().run()
     assert not page.exception and not page.error
-    found = next(m for m in page.metric if m.label == "Lesions found" and "of" in str(m.value))
+    found = next(m for m in page.metric if m.label == "Reference lesions found")
     assert found.value == f"{count} of {count}"
-    measures = next(d for d in page.dataframe if "What it means" in d.value.columns and "Liver" in d.value.columns)
-    assert measures.value.loc[measures.value["Measure"] == "Dice", "Liver"].item() == 1.0
+    measures, detection = page.table
+    assert measures.value.loc["Dice", "Liver"] == "1.000" and measures.value.loc["Dice", "What it means"]
+    assert detection.value.loc["False alarms", "Value"] == "0"
     page.radio(key="compare").set_value("lesion").run()
     assert not page.exception
 

@@ -1,0 +1,149 @@
+"""The Segment page as a new user meets it, in headless Chromium.
+
+The sample: chosen, segmented, scrolled in all three planes, a lesion picked from
+the table, its expert labels uploaded as the reference and the metrics read,
+the 3D view opened, every download taken and opened. The real DICOM zip from
+../shared/data: uploaded, segmented, scrolled in all three planes. A screenshot
+at each step (screenshots/segment-*.png).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import nibabel as nib
+import numpy as np
+import pytest
+from playwright.sync_api import expect
+
+from core import config, registry
+from core.lesions import COLUMNS
+from core.model_card import ModelCard
+from core.unet import UNet
+from tests.e2e import segment_page as viewer
+from tests.e2e.app_server import App, screenshot
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def segment_app(tmp_path_factory):
+    """The app with the shipped model; a checkout without one (before training lands) gets a random-weights stand-in."""
+    env = dict(viewer.APP_ENV)
+    if not registry.list_cards():
+        trained = tmp_path_factory.mktemp("trained")
+        card = ModelCard(name="stand-in", channels=[4, 8], spacing_mm=[4.0, 4.0, 4.0], patch_size=[32, 32, 32])
+        registry.save_model(UNet(card.channels), card, trained / card.name)
+        env["LIVERSEG_TRAINED_DIR"] = str(trained)
+    server = App(env=env)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(browser, segment_app):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(segment_app.url)
+    page.get_by_role("heading", name="Segment").wait_for()
+    yield page
+    context.close()
+
+
+def scroll_all_planes(page, prefix: str) -> None:
+    """Move the slice slider in each plane and see a new slice each time."""
+    for plane in ("axial", "coronal", "sagittal"):
+        viewer.choose_plane(page, plane)
+        start = viewer.slice_number(page)
+        key, step = ("ArrowLeft", -1) if start == viewer.slice_count(page) else ("ArrowRight", 1)
+        for moves in (1, 2):
+            viewer.move_slice(page, key)
+            assert viewer.slice_number(page) == start + moves * step
+        viewer.full_screenshot(page, f"{prefix}-{plane}")
+
+
+def download(page, button: str, folder):
+    with page.expect_download() as taken:
+        page.get_by_role("button", name=button).click()
+    path = folder / taken.value.suggested_filename
+    taken.value.save_as(path)
+    return path
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def test_sample_from_first_click_to_downloads(page, tmp_path):
+    viewer.full_screenshot(page, "segment-01-start")
+    viewer.choose_sample(page)
+    expect(page.get_by_text("1.5 mm isotropic assumed").first).to_be_visible()  # the sample's spacing is an assumption, said so
+    viewer.segment(page)
+    for headline in ("Liver volume", "Tumour burden", "Lesions found"):
+        page.get_by_test_id("stMetric").filter(has_text=headline).wait_for()
+    expect(page.get_by_text(re.compile(r"Done in [\d.]+ s on the (CPU|GPU) with model"))).to_be_visible()
+    viewer.full_screenshot(page, "segment-02-result")
+
+    scroll_all_planes(page, "segment-03")
+    before = viewer.slice_number(page)
+    if before < viewer.slice_count(page):
+        page.get_by_role("button", name="Next").click()
+        viewer.wait_for_slice(page, before + 1, before + 1)
+
+    # The lesion table: a lesion away from the slice shown, picked, brings the axial view to its slices.
+    open_tab(page, "Downloads")
+    with open(download(page, "Lesion table (CSV)", tmp_path), newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert tuple(rows[0]) == COLUMNS
+    open_tab(page, "Slices")
+    viewer.choose_plane(page, "axial")
+    shown = viewer.slice_number(page)
+    ranges = [(int(row["first_slice"]) + 1, int(row["last_slice"]) + 1) for row in rows[:8]]  # the rows on screen
+    row = next((n for n, (first, last) in enumerate(ranges) if not first <= shown <= last), 0)
+    viewer.choose_lesion(page, row)
+    viewer.wait_for_slice(page, *ranges[row])
+    viewer.full_screenshot(page, "segment-04-lesion-chosen")
+
+    # The expert labels as reference: metrics in plain words, detection counts, the agreement colours.
+    viewer.upload_reference(page, config.SAMPLE_LABELS)
+    open_tab(page, "Compare with reference")
+    page.get_by_test_id("stMetric").filter(has_text="False alarms").wait_for()
+    expect(page.get_by_text("Compared with: lits117_labels.nii.gz")).to_be_visible()
+    viewer.full_screenshot(page, "segment-05-metrics")
+    open_tab(page, "Slices")
+    page.get_by_text("Agreement: lesions", exact=True).click()
+    page.get_by_text("In the reference only (missed by the model)").wait_for()
+    viewer.full_screenshot(page, "segment-06-agreement")
+
+    open_tab(page, "3D view")
+    page.get_by_text("Show the 3D view").click()
+    page.locator("[data-testid=stPlotlyChart] .gl-container canvas").first.wait_for()
+    page.wait_for_timeout(1000)  # WebGL draws after the canvas appears
+    viewer.full_screenshot(page, "segment-07-3d")
+
+    # Every download, opened.
+    open_tab(page, "Downloads")
+    scan = nib.load(config.SAMPLE_SCAN)
+    labels = nib.load(download(page, "Label map (NIfTI)", tmp_path))
+    assert labels.shape == scan.shape and np.allclose(labels.affine, scan.affine)
+    assert set(np.unique(np.asarray(labels.dataobj))) <= {0, 1, 2}
+    with open(download(page, "Metrics (CSV)", tmp_path), newline="") as stream:
+        metrics_rows = list(csv.DictReader(stream))
+    assert tuple(metrics_rows[0]) == ("structure", "metric", "value")
+    metrics = json.loads(download(page, "Metrics (JSON)", tmp_path).read_text())
+    assert {"liver", "lesion", "lesion_detection"} <= set(metrics) and "dice" in metrics["liver"]
+    report = download(page, "Report (HTML)", tmp_path)
+    text = report.read_text()
+    assert "not for clinical use" in text and text.count("data:image/png;base64,") == 3
+    page.goto(report.as_uri())
+    screenshot(page, "segment-08-report")
+
+
+def test_real_dicom_zip_is_uploaded_segmented_and_scrolled(page, shared_data):
+    viewer.upload_scan(page, shared_data / "ircad-1.1" / "ct_dicom.zip")
+    expect(page.get_by_text("512 × 512 × 129 voxels")).to_be_visible()
+    viewer.segment(page)
+    scroll_all_planes(page, "segment-09-dicom")
