@@ -36,7 +36,7 @@ supervisor dies (``PR_SET_PDEATHSIG``).
 Only the lock holder writes ``status.json``, always atomically (``core.atomic``).
 
 Queue: one running job per slot, one slot per CUDA GPU (the job sees only its GPU
-through ``CUDA_VISIBLE_DEVICES``), one slot on a CPU-only machine. A slot is a lock
+through ``CUDA_VISIBLE_DEVICES``; a CPU job takes a slot too), one slot on a CPU-only machine. A slot is a lock
 file ``.slots/N.lock`` held by the running supervisor; the oldest queued job takes
 the first free slot, decided under ``.queue.lock``. Jobs started from here train on
 one device each; multi-GPU (DDP) runs go through ``python -m core train`` directly.

@@ -50,7 +50,7 @@ def submit(runner: JobRunner, mode: str = "succeed", name: str = "liver") -> Job
     return runner.submit(TrainingRequest(name=name, data=["cases"], options={"mode": mode}))
 
 
-def wait_until(runner: JobRunner, job: Job, condition, timeout: float = 60) -> Job:
+def wait_until(runner: JobRunner, job: Job, condition, timeout: float = 180) -> Job:
     """Poll the job's record until ``condition(job)``; a generous bound only against hanging forever."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -233,7 +233,7 @@ def test_a_real_tiny_training_on_phantoms_is_registered_and_loads(places, monkey
     monkeypatch.setenv("LIVERSEG_CACHE_DIR", str(places / "cache"))  # the preprocessed-case cache stays out of the checkout
     options = {"epochs": 1, "patches_per_epoch": 2, "patch_size": [16, 16, 16], "channels": [4, 8], "spacing": [4.0], "val": "1"}
     runner = JobRunner(places / "jobs", slots=1)
-    job = wait_until(runner, runner.submit(TrainingRequest("phantom", ["cases"], device="cpu", options=options)), ended, 300)
+    job = wait_until(runner, runner.submit(TrainingRequest("phantom", ["cases"], device="cpu", options=options)), ended, 900)
     assert job.state == SUCCEEDED, f"{job.reason}\n{job.log_tail()}"
     assert [record["event"] for record in job.progress()][::len(job.progress()) - 1] == ["start", "end"]
     assert set(best_validation(job.progress())) == {"liver_dice", "lesion_dice"}

@@ -31,7 +31,7 @@ def trained(tmp_path, monkeypatch):
 
 
 def run_page() -> AppTest:
-    page = AppTest.from_file(PAGE, default_timeout=60)
+    page = AppTest.from_file(PAGE, default_timeout=180)
     page.run()
     assert not page.exception, page.exception
     return page

@@ -50,13 +50,13 @@ def stand_in(places, monkeypatch):
 
 
 def run_page() -> AppTest:
-    page = AppTest.from_file(PAGE, default_timeout=60)
+    page = AppTest.from_file(PAGE, default_timeout=180)
     page.run()
     assert not page.exception, page.exception
     return page
 
 
-def wait_for(page: AppTest, condition, timeout: float = 60) -> AppTest:
+def wait_for(page: AppTest, condition, timeout: float = 180) -> AppTest:
     """Rerun the page (as the fragment's timer would) until ``condition()``."""
     deadline = time.monotonic() + timeout
     while not condition():
