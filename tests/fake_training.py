@@ -11,6 +11,7 @@ import, so a job takes a few tenths of a second.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -52,7 +53,7 @@ def main(out: Path, mode: str, model: Path) -> int:
     with open(out / "progress.jsonl", "a") as progress:
         for record in records:
             progress.write(json.dumps({**record, "time": time.time()}) + "\n")
-    print("epoch 0 done", flush=True)
+    print(f"epoch 0 done; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}", flush=True)
     if mode == "fail":
         print("error: no labelled cases under /data; add NAME_seg.nii.gz labels", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import pytest
 
-from core import config, registry
+from core import config, jobs, registry
 from core.errors import LiverSegError
 from core.jobs import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobRunner, TrainingRequest, best_validation,
                        last_error, process_start_time, training_command, training_options)
@@ -133,6 +133,24 @@ def test_jobs_queue_one_at_a_time_and_a_queued_job_can_be_cancelled(runner):
     assert wait_until(runner, second, ended).state == SUCCEEDED
     assert [job.name for job in runner.jobs()] == ["third", "second", "first"]
     assert sorted(card.name for card in registry.list_cards()) == ["first", "second"]
+
+
+def test_one_job_runs_per_gpu_and_sees_only_its_gpu(places, tiny_model, monkeypatch):
+    """A simulated two-GPU server: two jobs run at once, each pinned to its GPU; a CPU job is not pinned."""
+    monkeypatch.setattr(jobs, "gpu_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    runner = JobRunner(places / "jobs", command=fake_training.command(tiny_model, lambda request: "wait"))
+    first, second = (wait_until(runner, runner.submit(TrainingRequest(name, ["cases"])), running) for name in ("a", "b"))
+    third = runner.submit(TrainingRequest("c", ["cases"], device="cpu"))
+    assert sorted((first.slot, second.slot)) == [0, 1] and runner.job(third.id).state == QUEUED
+    for job in (first, second):
+        job = wait_until(runner, job, lambda job: "CUDA_VISIBLE_DEVICES" in job.log_tail())
+        assert f"CUDA_VISIBLE_DEVICES={job.slot}" in job.log_tail()
+        release(job)
+    third = wait_until(runner, third, lambda job: "CUDA_VISIBLE_DEVICES" in job.log_tail())
+    assert "CUDA_VISIBLE_DEVICES=None" in third.log_tail()
+    release(third)
+    assert wait_until(runner, third, ended).state == SUCCEEDED
 
 
 def test_a_new_runner_sees_running_jobs_and_recognises_a_dead_supervisor(runner, places):
