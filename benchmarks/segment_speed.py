@@ -42,20 +42,20 @@ from core.inference import OVERLAP
 from core.io import read_scan
 from core.model_card import ModelCard
 from core.preprocess import preprocessing
-from core.sliding_window import count_patches
+from core.sliding_window import count_patches, cpu_has_native_bfloat16
 from core.unet import UNet
 
 TARGET_SECONDS, TARGET_RSS_GB = 15.0, 3.0
 RESULTS = config.ROOT / "benchmarks" / "results" / "segment_speed.json"
 
 
-def run_once(scan: Path, output: Path, device: str, env: dict) -> dict:
+def run_once(scan: Path, output: Path, device: str, precision: str, env: dict) -> dict:
     """One ``segment`` process: wall and CPU seconds, peak RSS (GB) and the stage seconds it printed.
 
     ``os.wait4`` reaps the child and gives its own resource usage (``RUSAGE_CHILDREN`` would be
     the maximum over every run).
     """
-    command = [sys.executable, "-m", "core", "segment", str(scan), "-o", str(output), "--device", device, "-v"]
+    command = [sys.executable, "-m", "core", "segment", str(scan), "-o", str(output), "--device", device, "--precision", precision, "-v"]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=config.ROOT, env=env, stdout=out, stderr=err, text=True)
@@ -83,19 +83,22 @@ def count_flops(module: torch.nn.Module, *inputs: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
-def conv3d_rate(repeats: int = 5) -> dict:
-    """GFLOP/s of one plain Conv3d (32 -> 32 channels, 3^3 kernel, 64^3 voxels): what this CPU reaches at best."""
+def conv3d_rate(bfloat16: bool, repeats: int = 5) -> dict:
+    """GFLOP/s of one plain Conv3d (32 -> 32 channels, 3^3 kernel, 64^3 voxels): what this CPU reaches at best.
+
+    In bfloat16 (autocast) when the segment runs used mixed precision, so that like is compared with like.
+    """
     conv = torch.nn.Conv3d(32, 32, 3, padding=1, bias=False).eval()
     x = torch.randn(1, 32, 64, 64, 64)
     flops = count_flops(conv, x)
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
         conv(x)
         best = float("inf")
         for _ in range(repeats):
             start = time.perf_counter()
             conv(x)
             best = min(best, time.perf_counter() - start)
-    return {"gflop": flops / 1e9, "best_s": best, "gflop_per_s": flops / best / 1e9}
+    return {"gflop": flops / 1e9, "best_s": best, "gflop_per_s": flops / best / 1e9, "bfloat16": bfloat16}
 
 
 def model_cost(card: ModelCard, scan_path: Path) -> dict:
@@ -125,6 +128,7 @@ def main() -> None:
     parser.add_argument("--input", type=Path, default=config.SHARED_DATA_DIR / "ircad-1.1" / "ct_dicom.zip")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "mixed", "float32"], help="passed to segment")
     parser.add_argument("--random", action="store_true", help="use a random-weights model even when trained/ has one")
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64, 128], help="random model's channels")
     parser.add_argument("--spacing", type=float, default=2.0, help="random model's spacing (mm)")
@@ -151,23 +155,24 @@ def main() -> None:
         except LiverSegError:
             card = random_model(folder / "trained", args)
             env["LIVERSEG_TRAINED_DIR"] = str(folder / "trained")
-        print(f"model {card.name}: channels {card.channels}, spacing {card.spacing_mm} mm, patch {card.patch_size}")
+        print(f"model {card.name}: channels {card.channels}, spacing {card.spacing_mm} mm, patch {card.patch_size}; precision {args.precision}")
         load_before = os.getloadavg()
         runs = []
         for index in range(args.runs):
-            runs.append(run_once(args.input, folder / "labels.nii.gz", args.device, env))
+            runs.append(run_once(args.input, folder / "labels.nii.gz", args.device, args.precision, env))
             run = runs[-1]
             print(f"run {index + 1}: {run['wall_s']:.1f} s wall, {run['cpu_s']:.1f} s CPU, peak {run['peak_rss_gb']:.2f} GB; "
                   + " ".join(f"{k}={v:.2f}" for k, v in run["stages_s"].items()))
         load_after = os.getloadavg()
 
-    conv = conv3d_rate()
+    conv = conv3d_rate(bfloat16=args.device == "cpu" and args.precision == "mixed" and cpu_has_native_bfloat16())
     cost = model_cost(card, args.input)
     median = {key: statistics.median(run["stages_s"][key] for run in runs) for key in runs[0]["stages_s"]}
     rate = cost["gflop"] / median["infer"]
     result = {
         "input": args.input.name,
         "device": args.device,
+        "precision": args.precision,
         "card": {"channels": card.channels, "spacing_mm": card.spacing_mm, "patch_size": card.patch_size, "overlap": OVERLAP},
         "runs": runs,
         "median_wall_s": statistics.median(run["wall_s"] for run in runs),
@@ -187,7 +192,8 @@ def main() -> None:
     print("median stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in median.items()))
     print(f"model: {cost['patches']} patches of {card.patch_size} on a {cost['model_grid']} grid, "
           f"{cost['gflop_per_patch']:.1f} GFLOP each, {cost['gflop']:.0f} GFLOP in all")
-    print(f"inference {rate:.1f} GFLOP/s = {result['infer_fraction_of_conv3d']:.0%} of a plain Conv3d ({conv['gflop_per_s']:.1f} GFLOP/s)")
+    print(f"inference {rate:.1f} GFLOP/s = {result['infer_fraction_of_conv3d']:.0%} of a plain Conv3d "
+          f"({conv['gflop_per_s']:.1f} GFLOP/s{' in bfloat16' if conv['bfloat16'] else ''})")
     print(f"load average (1 min) before/after: {load_before[0]:.1f} / {load_after[0]:.1f} on {os.cpu_count()} CPUs")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(result, indent=2))

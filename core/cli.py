@@ -40,7 +40,7 @@ def _segment(args: argparse.Namespace) -> None:
 
     from core.inference import Segmenter
 
-    segmenter = Segmenter(args.model, args.device)
+    segmenter = Segmenter(args.model, args.device, args.precision)
     # disable=None: the bar is drawn only on a terminal, so logs and pipes get no control characters.
     with tqdm(total=100, file=sys.stderr, disable=None, leave=False, bar_format="{desc:<12}|{bar}| {percentage:3.0f}% {elapsed}") as bar:
 
@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--model", help="model folder name under trained/ (default: the configured default model)")
     segment.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto takes CUDA when present (default)")
     segment.add_argument("--lesions", type=Path, metavar="CSV", help="also write the lesion table here")
+    segment.add_argument(
+        "--precision",
+        choices=["auto", "mixed", "float32"],
+        default="auto",
+        help="auto: mixed precision on a GPU, float32 on the CPU (default); mixed: also bfloat16 on CPUs that compute it "
+        "natively (AVX512-BF16, AMX), about 1.7x faster; float32: never mixed",
+    )
     segment.add_argument("-v", "--verbose", action="store_true", help="print the seconds each stage took (on stderr)")
     segment.set_defaults(run=_segment)
 

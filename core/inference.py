@@ -46,6 +46,7 @@ _ACCELERATOR = threading.Lock()
 OOM_NOTE = "the GPU ran out of memory, so inference finished on the CPU (slower)"
 #: Sliding window: a quarter of each patch shared with its neighbour, two patches per forward pass.
 OVERLAP, BATCH_SIZE = 0.25, 2
+PRECISIONS = ("auto", "mixed", "float32")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -65,23 +66,29 @@ class Segmenter:
     Args:
         model: name of a model under ``config.TRAINED_DIR``; ``None`` takes the default model.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        precision: ``"auto"``: mixed precision on a GPU, float32 on the CPU; ``"mixed"``: also
+            bfloat16 on a CPU that computes it natively (see ``core.sliding_window``);
+            ``"float32"``: never mixed.
     """
 
-    def __init__(self, model: str | None = None, device: str = "auto") -> None:
+    def __init__(self, model: str | None = None, device: str = "auto", precision: str = "auto") -> None:
         name = model or registry.default_model()
         network, card = registry.load_network(name)
-        self._setup(network, card, resolve_device(device))
+        self._setup(network, card, resolve_device(device), precision)
 
     @classmethod
-    def from_network(cls, network: nn.Module, card: ModelCard, device: str = "cpu") -> Segmenter:
+    def from_network(cls, network: nn.Module, card: ModelCard, device: str = "cpu", precision: str = "auto") -> Segmenter:
         """A segmenter around a network already in memory (a model being trained, a test stand-in)."""
         segmenter = cls.__new__(cls)
-        segmenter._setup(network, card, resolve_device(device))
+        segmenter._setup(network, card, resolve_device(device), precision)
         return segmenter
 
-    def _setup(self, network: nn.Module, card: ModelCard, device: torch.device) -> None:
+    def _setup(self, network: nn.Module, card: ModelCard, device: torch.device, precision: str) -> None:
+        if precision not in PRECISIONS:
+            raise LiverSegError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
         self.card = card
         self.device = device
+        self.precision = precision
         self.network = network.eval().to(device)
         self._preprocess = preprocessing(card)
         self._cpu_copy: nn.Module | None = None
@@ -107,11 +114,13 @@ class Segmenter:
                 notes.append(f"waited {waited:.0f} s for another segmentation to finish")
             if self.device.type == "cuda":
                 try:
-                    return sliding_window_probabilities(self.network, image, device=self.device, amp=True, **window), "cuda", notes
+                    amp = self.precision != "float32"
+                    return sliding_window_probabilities(self.network, image, device=self.device, amp=amp, **window), "cuda", notes
                 except torch.cuda.OutOfMemoryError:
                     torch.cuda.empty_cache()  # give back what the failed batch held before the CPU run
                     notes.append(OOM_NOTE)
-            probabilities = sliding_window_probabilities(self._cpu_network(), image, device="cpu", **window)
+            amp = self.precision == "mixed"
+            probabilities = sliding_window_probabilities(self._cpu_network(), image, device="cpu", amp=amp, **window)
         return probabilities, "cpu", notes
 
     def segment(self, scan: Scan, progress: Progress | None = None) -> Segmentation:

@@ -161,3 +161,22 @@ def test_asking_for_cuda_without_a_gpu_is_a_clear_error():
     assert resolve_device("auto").type == "cpu"
     with pytest.raises(LiverSegError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+@pytest.mark.parametrize("precision, cpu_amp", [("auto", False), ("mixed", True), ("float32", False)])
+def test_precision_decides_mixed_precision_on_the_cpu(precision, cpu_amp, monkeypatch):
+    real = inference.sliding_window_probabilities
+    asked = []
+
+    def sliding_window(network, image, amp=False, **kwargs):
+        asked.append(amp)
+        return real(network, image, amp=amp, **kwargs)
+
+    monkeypatch.setattr(inference, "sliding_window_probabilities", sliding_window)
+    Segmenter.from_network(NearestIntensity(CARD), CARD, precision=precision).segment(class_scan("RAS")[0])
+    assert asked == [cpu_amp]
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(LiverSegError, match="unknown precision 'half'"):
+        Segmenter.from_network(NearestIntensity(CARD), CARD, precision="half")

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from core import sliding_window
 from core.sliding_window import count_patches, sliding_window_probabilities
 
 
@@ -63,11 +64,22 @@ def test_no_gradients_and_result_is_an_ordinary_tensor():
     probabilities += 1  # callers may modify it in place (an inference-mode tensor would refuse)
 
 
-def test_amp_is_ignored_on_the_cpu():
-    network = Recorder()
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_on_the_cpu_is_bfloat16_only_where_the_cpu_computes_it(native, monkeypatch):
+    monkeypatch.setattr(sliding_window, "cpu_has_native_bfloat16", lambda: native)
+    autocast = []
+
+    class Probe(Recorder):
+        def forward(self, x):
+            autocast.append(torch.is_autocast_enabled("cpu"))
+            return super().forward(x)
+
+    network = Probe()
     image = torch.randn(1, 16, 16, 16)
     probabilities = sliding_window_probabilities(network, image, (16, 16, 16), amp=True)
-    torch.testing.assert_close(probabilities, full_volume_softmax(network, image), atol=1e-6, rtol=1e-6)
+    assert autocast == [native]
+    tolerance = 2e-2 if native else 1e-6  # bfloat16 keeps 8 bits of mantissa
+    torch.testing.assert_close(probabilities, full_volume_softmax(network, image), atol=tolerance, rtol=tolerance)
 
 
 def test_bad_input_shape_is_refused():
