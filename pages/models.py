@@ -12,25 +12,37 @@ from core.errors import LiverSegError
 from core.model_archive import model_archive, model_size_bytes
 
 
+def scalar(value) -> bool:
+    """A value that reads well in one table cell: a number, a string, or a list of those."""
+    if isinstance(value, list):
+        return all(not isinstance(item, (dict, list)) for item in value)
+    return not isinstance(value, dict)
+
+
+def cell(value) -> str:
+    """A value as table text: floats to four significant digits, nothing as a dash."""
+    if value is None:
+        return "–"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def facts_table(mapping: dict) -> None:
-    """A card section as tables: scalars in one two-column table, each list of records or nested mapping in its own."""
-    scalars = {key: value for key, value in mapping.items() if not isinstance(value, (dict, list)) and key != "command"}
-    if scalars:
-        st.dataframe(pd.DataFrame({"": list(scalars), "value": [str(value) for value in scalars.values()]}), hide_index=True,
-                     width="stretch")
+    """A card section as tables: its plain values in one table; each list of records or nested mapping below it."""
+    plain = {key: value for key, value in mapping.items() if scalar(value) and key != "command"}
+    if plain:
+        st.dataframe(pd.DataFrame({"": [key.replace("_", " ") for key in plain],
+                                   "value": [", ".join(map(cell, v)) if isinstance(v, list) else cell(v) for v in plain.values()]}),
+                     hide_index=True, width="stretch")
     for key, value in mapping.items():
-        if key == "command":
+        if scalar(value) or not value:
             continue
-        label = key.replace("_", " ").capitalize()
-        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
-            st.caption(label)
+        st.caption(key.replace("_", " ").capitalize())
+        if isinstance(value, list):
             st.dataframe(pd.DataFrame(value), hide_index=True, width="stretch")
-        elif isinstance(value, dict) and value and all(isinstance(item, dict) for item in value.values()):
-            st.caption(label)
-            st.dataframe(pd.DataFrame.from_dict(value, orient="index"), width="stretch")
-        elif isinstance(value, (list, dict)) and value:
-            st.caption(label)
-            st.json(value, expanded=False)
+        elif all(isinstance(item, dict) and all(map(scalar, item.values())) for item in value.values()):
+            st.dataframe(pd.DataFrame.from_dict(value, orient="index"), width="stretch")  # per case, say
+        else:
+            facts_table(value)
     if mapping.get("command"):
         st.caption("Command to reproduce")
         st.code(mapping["command"], language="bash", wrap_lines=True)
@@ -46,6 +58,13 @@ def metric_label(key: str) -> str:
     """``"liver_dice"`` -> ``"Liver Dice"``."""
     words = key.replace("_", " ").split()
     return " ".join(word.capitalize() if index == 0 or word == "dice" else word for index, word in enumerate(words))
+
+
+def cases_text(data: list) -> str:
+    """``"trained on 3 cases, 1 held out"`` from the card's data records (their ``role``, when given)."""
+    held_out = sum(isinstance(item, dict) and item.get("role") == "validation" for item in data)
+    trained = len(data) - held_out
+    return f"trained on {trained} case{'s' if trained != 1 else ''}" + (f", {held_out} held out" if held_out else "")
 
 
 def size_text(size: int) -> str:
@@ -93,7 +112,7 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
         data = training.get("data")
         facts = [f"created {card.created[:16].replace('T', ' ')}" if card.created else None,
                  size_text(model_size_bytes(card.name)),
-                 f"{len(data)} training case{'s' if len(data) != 1 else ''}" if isinstance(data, list) else None,
+                 cases_text(data) if isinstance(data, list) else None,
                  f"voxels of {' × '.join(f'{value:g}' for value in card.spacing_mm)} mm",
                  f"patches of {' × '.join(str(value) for value in card.patch_size)} voxels",
                  f"HU window {card.hu_window[0]:g} to {card.hu_window[1]:g}"]

@@ -42,7 +42,7 @@ def test_every_model_is_shown_with_its_card(trained):
     assert [header.value for header in page.subheader] == [
         "mine :violet-badge[trained here]", "shipped :green-badge[:material/star: default] :blue-badge[shipped]"]
     facts = next(caption.value for caption in page.caption if caption.value.startswith("created"))  # "mine": the newest
-    assert facts.startswith("created 2026-02-01 00:00 · ") and " KB · 1 training case · voxels of 2 × 2 × 2 mm · " in facts
+    assert facts.startswith("created 2026-02-01 00:00 · ") and " KB · trained on 1 case · voxels of 2 × 2 × 2 mm · " in facts
     assert [(metric.label, metric.value) for metric in page.metric][:2] == [("Liver Dice", "0.912"), ("Lesion Dice", "0.500")]
     assert "python -m core train" in page.code[0].value
     assert any("per_case" not in frame.value.columns and "liver_dice" in frame.value.columns for frame in page.dataframe)

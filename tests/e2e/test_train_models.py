@@ -27,7 +27,7 @@ from tests.e2e.app_server import App, screenshot
 pytestmark = pytest.mark.e2e
 
 #: Small enough to finish in about a minute on two shared cores, long enough to restart the app mid-run.
-OPTIONS = {"Epochs": "6", "Patches per epoch": "4", "Validation cases": "1", "Patch size": "16 16 16", "Channels": "4 8",
+OPTIONS = {"Epochs": "8", "Patches per epoch": "4", "Validation cases": "1", "Patch size": "16 16 16", "Channels": "4 8",
            "Spacing": "4"}
 CURVE_POINTS = "() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => (p.data || []).reduce((n, t) => n + t.x.length, 0))"
 
@@ -141,8 +141,9 @@ def test_train_follow_through_restart_cancel_and_use_the_model(context, server, 
     open_page(page, server[-1], "Train")
     page.get_by_role("heading", name="e2e-model").wait_for()
     after_restart = wait_for_more_points(page, second - 1)  # the curve as it was, at least
-    if page.get_by_text("Cancel job").is_visible():  # still running (unless a fast machine finished it meanwhile)
-        wait_for_more_points(page, after_restart)  # and its curve still grows
+    # Still followed: the curve grows, unless the run finished meanwhile (on a fast machine), which the page then says.
+    page.wait_for_function(f"() => ({CURVE_POINTS})()[0] > {after_restart} || "
+                           "document.body.innerText.includes('The model is registered as e2e-model')", timeout=180_000)
     screenshot(page, "train-02-after-restart")
 
     # A second job waits in the queue behind the first and is cancelled there.
@@ -154,6 +155,7 @@ def test_train_follow_through_restart_cancel_and_use_the_model(context, server, 
 
     follow(page, "e2e-model")
     page.get_by_text("The model is registered as e2e-model").wait_for(timeout=300_000)
+    expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)  # the page has redrawn the ended job
     assert min(curve_points(page)) > 0  # loss and validation Dice curves
     screenshot(page, "train-04-finished")
     runner = jobs.JobRunner(Path(places["LIVERSEG_JOBS_DIR"]))
@@ -167,9 +169,12 @@ def test_train_follow_through_restart_cancel_and_use_the_model(context, server, 
     page.get_by_text("The Segment page uses e2e-model.").wait_for()
     expect(page.locator(".st-key-default-shipped-standin button")).to_be_enabled()  # the page has redrawn both cards
     screenshot(page, "models-01-default")
+    page.get_by_text("Model card").first.click()
+    page.get_by_text("Command to reproduce").wait_for()
+    screenshot(page, "models-02-card")
 
     page.get_by_role("link", name="Segment").click()
     page.get_by_role("button", name="Try the sample scan").click()
     page.get_by_role("button", name="Find the liver and lesions").click()
     page.get_by_text("with model e2e-model").wait_for(timeout=180_000)
-    screenshot(page, "models-02-segment-uses-it")
+    screenshot(page, "models-03-segment-uses-it")
