@@ -1,4 +1,4 @@
-"""A stand-in for ``python -m core train`` in job tests: progress lines, an optional wait, a ready-made model.
+"""For job tests: a stand-in for ``python -m core train``, and small labelled phantoms to train on for real.
 
 Run as ``python tests/fake_training.py OUT MODE MODEL``: writes a start, two training
 steps and one validation record to ``OUT/progress.jsonl`` (``core.train``'s schema), then
@@ -26,6 +26,20 @@ def command(model: Path, mode: Callable[[object], str]) -> Callable[[object, Pat
         return [sys.executable, __file__, str(output), mode(request), str(model)]
 
     return build
+
+
+def labelled_phantoms(folder: Path, shape: tuple[int, int, int] = (40, 32, 24), seeds: tuple[int, ...] = (0, 1)) -> Path:
+    """``ph0.nii.gz`` + ``ph0_seg.nii.gz``, ... (the NAME + NAME_seg layout) in ``folder``."""
+    import nibabel as nib
+
+    from core.phantom import make_phantom
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        scan, labels = make_phantom(shape=shape, seed=seed, lesions=2)
+        nib.save(nib.Nifti1Image(scan.voxels, scan.affine), folder / f"ph{seed}.nii.gz")
+        nib.save(nib.Nifti1Image(labels, scan.affine), folder / f"ph{seed}_seg.nii.gz")
+    return folder
 
 
 def make_model(folder: Path) -> Path:

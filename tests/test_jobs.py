@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import nibabel as nib
 import pytest
 
 from core import config, jobs, registry
@@ -21,7 +20,6 @@ from core.errors import LiverSegError
 from core.jobs import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobRunner, TrainingRequest, best_validation,
                        last_error, process_start_time, training_command, training_options)
 from core.model_card import ModelCard
-from core.phantom import make_phantom
 from tests import fake_training
 from tests.fake_training import release
 
@@ -244,10 +242,7 @@ def test_a_missing_job_is_a_clear_error(runner):
 
 def test_a_real_tiny_training_on_phantoms_is_registered_and_loads(places, monkeypatch):
     """``python -m core train`` itself, through the runner: one epoch of 16-voxel patches on two small phantoms."""
-    for seed in (0, 1):
-        scan, labels = make_phantom(shape=(40, 32, 24), seed=seed, lesions=2)
-        nib.save(nib.Nifti1Image(scan.voxels, scan.affine), places / "data" / "cases" / f"ph{seed}.nii.gz")
-        nib.save(nib.Nifti1Image(labels, scan.affine), places / "data" / "cases" / f"ph{seed}_seg.nii.gz")
+    fake_training.labelled_phantoms(places / "data" / "cases")
     monkeypatch.setenv("LIVERSEG_CACHE_DIR", str(places / "cache"))  # the preprocessed-case cache stays out of the checkout
     options = {"epochs": 1, "patches_per_epoch": 2, "patch_size": [16, 16, 16], "channels": [4, 8], "spacing": [4.0], "val": "1"}
     runner = JobRunner(places / "jobs", slots=1)

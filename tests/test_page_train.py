@@ -14,7 +14,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import config, jobs
-from core.phantom import make_phantom
 from tests import fake_training
 
 PAGE = str(config.ROOT / "pages" / "train.py")
@@ -23,12 +22,7 @@ PAGE = str(config.ROOT / "pages" / "train.py")
 @pytest.fixture
 def places(tmp_path, monkeypatch):
     """data/phantoms with two labelled phantoms, a refused pair and an unlabelled image; empty jobs and trained folders."""
-    data = tmp_path / "data" / "phantoms"
-    data.mkdir(parents=True)
-    for seed in (0, 1):
-        scan, labels = make_phantom(shape=(24, 20, 16), seed=seed, lesions=1)
-        nib.save(nib.Nifti1Image(scan.voxels, scan.affine), data / f"case{seed}.nii.gz")
-        nib.save(nib.Nifti1Image(labels, scan.affine), data / f"case{seed}_seg.nii.gz")
+    data = fake_training.labelled_phantoms(tmp_path / "data" / "phantoms", shape=(24, 20, 16))
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), np.eye(4)), data / "broken_seg.nii.gz")
     nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.int16), np.eye(4)), data / "broken.nii.gz")
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), data / "lonely.nii.gz")
@@ -77,7 +71,7 @@ def test_the_page_lists_the_cases_found_and_the_files_it_will_not_use(places, st
     assert "No training jobs yet" in page.info[0].value
     assert page.multiselect[0].value == ["data/phantoms"]
     [cases] = [frame.value for frame in page.dataframe if "Case" in frame.value.columns]
-    assert list(cases["Case"]) == ["case0", "case1"]
+    assert list(cases["Case"]) == ["ph0", "ph1"]
     problems = next(frame.value for frame in page.dataframe if "Problem" in frame.value.columns)
     assert any("lonely.nii.gz" in text for text in problems["Problem"])
     assert any(text.startswith("refused: broken") for text in problems["Problem"])
@@ -132,6 +126,20 @@ def test_a_finished_job_shows_its_model_and_best_dice(places, stand_in):
     assert "registered as **quick**" in page.success[0].value
     row = page.dataframe[0].value.iloc[0]
     assert (row["Status"], row["Registered as"], row["Best liver Dice"]) == ("succeeded", "quick", 0.5)
+
+
+def test_fine_tuning_starts_from_a_model_and_takes_its_model_settings(places, stand_in):
+    fake_training.make_model(places / "trained" / "base")
+    page = run_page()
+    page.radio[0].set_value("fine-tune").run()
+    next(box for box in page.selectbox if box.label == "Model to fine-tune").set_value("base")
+    page.text_input(key="model_name").set_value("tuned")
+    page.button[-1].click().run()
+    assert not page.exception, page.exception
+    assert page.text_input(key="option-channels").disabled  # the model's own card decides
+    assert "Taken from base's card when fine-tuning." in [caption.value for caption in page.caption]
+    request = json.loads((only_job().folder / "config.json").read_text())["request"]
+    assert (request["init"], request["options"]) == ("base", {})
 
 
 def test_a_bad_model_name_is_refused_on_the_page(places, stand_in):

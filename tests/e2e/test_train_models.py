@@ -14,14 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import nibabel as nib
 import pytest
 from playwright.sync_api import expect
 
 from core import jobs, registry
 from core.model_card import ModelCard
-from core.phantom import make_phantom
 from core.unet import UNet
+from tests import fake_training
 from tests.e2e.app_server import App, screenshot
 
 pytestmark = pytest.mark.e2e
@@ -36,12 +35,7 @@ CURVE_POINTS = "() => Array.from(document.querySelectorAll('.js-plotly-plot')).m
 def places(tmp_path_factory) -> dict[str, str]:
     """Phantom training data, an empty jobs folder and a trained/ holding one shipped (stand-in) model."""
     root = tmp_path_factory.mktemp("train-e2e")
-    data = root / "data" / "phantoms"
-    data.mkdir(parents=True)
-    for seed in (0, 1):
-        scan, labels = make_phantom(shape=(40, 32, 24), seed=seed, lesions=2)
-        nib.save(nib.Nifti1Image(scan.voxels, scan.affine), data / f"ph{seed}.nii.gz")
-        nib.save(nib.Nifti1Image(labels, scan.affine), data / f"ph{seed}_seg.nii.gz")
+    fake_training.labelled_phantoms(root / "data" / "phantoms")
     card = ModelCard(name="shipped-standin", channels=[4, 8], patch_size=[16, 16, 16], spacing_mm=[4.0, 4.0, 4.0], shipped=True,
                      created="2026-01-01T00:00:00+00:00")
     registry.save_model(UNet(card.channels, num_classes=len(card.labels)), card, root / "trained" / card.name)
