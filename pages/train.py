@@ -152,20 +152,25 @@ def follow(job: jobs.Job) -> None:
     else:
         st.progress(done, text=f"{done:.0%} · ran for {duration(job.duration_s) or '0 s'}")
     steps, best = events(records, "step"), jobs.best_validation(records)
-    cells = st.columns(5)
-    epochs = events(records, "start")[-1].get("max_epochs") if events(records, "start") else None
-    seen = [r["epoch"] for r in steps + events(records, "validation") if isinstance(r.get("epoch"), int)]
-    epoch = f"{max(seen) + 1}" if seen else "–"  # counted from 1, as on the Dice curve
-    cells[0].metric("Epoch", f"{epoch} of {epochs}" if seen and epochs else epoch)
-    cells[1].metric("Loss", latest(steps, "loss", "{:.3f}"))
-    cells[2].metric("Best liver Dice", f"{best['liver_dice']:.3f}" if "liver_dice" in best else "–")
-    cells[3].metric("Best lesion Dice", f"{best['lesion_dice']:.3f}" if "lesion_dice" in best else "–")
-    cells[4].metric("Patches / s", latest(steps, "patches_per_s", "{:.1f}"))
-    curves = st.columns(2)
-    curves[0].plotly_chart(loss_figure(records), width="stretch", key=f"loss-{job.id}")
-    curves[1].plotly_chart(dice_figure(records), width="stretch", key=f"dice-{job.id}")
-    st.caption("Log (last lines)")
-    st.code(job.log_tail(12) or "(nothing yet)", language=None, wrap_lines=True)
+    if steps:
+        cells = st.columns(5)
+        epochs = events(records, "start")[-1].get("max_epochs") if events(records, "start") else None
+        seen = [r["epoch"] for r in steps + events(records, "validation") if isinstance(r.get("epoch"), int)]
+        epoch = f"{max(seen) + 1}" if seen else "–"  # counted from 1, as on the Dice curve
+        cells[0].metric("Epoch", f"{epoch} of {epochs}" if seen and epochs else epoch)
+        cells[1].metric("Loss", latest(steps, "loss", "{:.3f}"))
+        cells[2].metric("Best liver Dice", f"{best['liver_dice']:.3f}" if "liver_dice" in best else "–")
+        cells[3].metric("Best lesion Dice", f"{best['lesion_dice']:.3f}" if "lesion_dice" in best else "–")
+        cells[4].metric("Patches / s", latest(steps, "patches_per_s", "{:.1f}"))
+        curves = st.columns(2)
+        curves[0].plotly_chart(loss_figure(records), width="stretch", key=f"loss-{job.id}")
+        curves[1].plotly_chart(dice_figure(records), width="stretch", key=f"dice-{job.id}")
+    elif job.active:
+        st.caption("Reading and preparing the cases: the curves start with the first training steps.")
+    log = job.log_tail(12)
+    if log:
+        st.caption("Log (last lines)")
+        st.code(log, language=None, wrap_lines=True)
     with st.expander("Job details"):
         st.write(f"Job folder: `{job.folder}`")
         st.code(" ".join(job.command), language="bash", wrap_lines=True)
@@ -284,7 +289,7 @@ def new_job_form() -> None:
         groups.setdefault(option.group, []).append(option)
     for group, options in groups.items():
         from_card = init is not None and group.startswith("model")
-        with st.expander(group.capitalize(), expanded=group == "schedule"):
+        with st.expander(group[:1].upper() + group[1:], expanded=group == "schedule"):
             if from_card:
                 st.caption(f"Taken from {init}'s card when fine-tuning.")
             cells = st.columns(3)

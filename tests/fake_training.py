@@ -19,6 +19,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+#: A ``wait`` job gives up after this long (s).
+WAIT_LIMIT_S = 600
+
+
+def end_all(jobs_dir: Path) -> None:
+    """Cancel every job still queued or running under ``jobs_dir`` (a test's teardown)."""
+    from core.jobs import JobRunner
+
+    runner = JobRunner(jobs_dir)
+    for job in runner.jobs():
+        if job.active:
+            runner.cancel(job.id)
+
+
 def command(model: Path, mode: Callable[[object], str]) -> Callable[[object, Path], list[str]]:
     """A ``JobRunner(command=...)`` that runs this script with the mode ``mode(request)``."""
 
@@ -74,7 +88,11 @@ def main(out: Path, mode: str, model: Path) -> int:
     if mode == "interrupted":  # as Lightning does on SIGTERM: a clean exit, but no model
         print("Received SIGTERM: stopping", flush=True)
         return 0
+    deadline = time.monotonic() + WAIT_LIMIT_S
     while mode == "wait" and not (out.parents[1] / "release").exists():
+        if time.monotonic() > deadline:  # a test that died without releasing or cancelling leaves nothing running
+            print("error: never released", file=sys.stderr)
+            return 3
         time.sleep(0.05)
     shutil.copy(model / "model.pt", out / "model.pt")
     card = json.loads((model / "card.json").read_text())

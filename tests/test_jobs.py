@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,14 +30,15 @@ def tiny_model(tmp_path) -> Path:
 
 
 @pytest.fixture
-def places(tmp_path, monkeypatch):
+def places(tmp_path, monkeypatch) -> Iterator[Path]:
     """Temporary trained/, data and jobs folders, for this process and the supervisors it starts."""
     trained, data = tmp_path / "trained", tmp_path / "data"
     (data / "cases").mkdir(parents=True)
     monkeypatch.setenv("LIVERSEG_TRAINED_DIR", str(trained))
     monkeypatch.setenv("LIVERSEG_DATA_DIRS", str(data))
     monkeypatch.setattr(config, "TRAINED_DIR", trained)
-    return tmp_path
+    yield tmp_path
+    fake_training.end_all(tmp_path / "jobs")  # a failed test leaves no job behind
 
 
 @pytest.fixture

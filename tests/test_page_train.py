@@ -41,6 +41,8 @@ def stand_in(places, monkeypatch):
     monkeypatch.setattr(jobs, "training_command",
                         fake_training.command(model, lambda request: "wait" if "wait" in request.name else "succeed"))
     monkeypatch.setattr(jobs, "gpu_count", lambda: 0)
+    yield
+    fake_training.end_all(places / "jobs")  # a failed test leaves no job behind
 
 
 def run_page() -> AppTest:
