@@ -9,9 +9,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import config, registry
+from core.jobs import JobRunner, TrainingRequest
 from core.model_archive import model_archive
 from core.model_card import ModelCard
 from core.unet import UNet
+from tests import fake_training
 
 PAGE = str(config.ROOT / "pages" / "models.py")
 
@@ -64,6 +66,21 @@ def test_a_model_trained_here_can_be_removed_but_a_shipped_one_cannot(trained):
     page.button(key="remove-mine").click().run()
     assert [card.name for card in registry.list_cards()] == ["shipped"]
     assert not page.exception
+
+
+def test_a_model_a_queued_or_running_job_fine_tunes_from_cannot_be_removed(trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIVERSEG_TRAINED_DIR", str(trained))
+    monkeypatch.setenv("LIVERSEG_DATA_DIRS", str(tmp_path))
+    (tmp_path / "cases").mkdir()
+    runner = JobRunner(tmp_path / "jobs", slots=1,
+                       command=fake_training.command(fake_training.make_model(tmp_path / "tiny"), lambda request: "wait"))
+    runner.submit(TrainingRequest("tuned", ["cases"], init="mine"))
+    try:
+        page = run_page()
+        assert not [button for button in page.button if button.key == "remove-mine"]
+        assert "Needed by job(s) tuned (fine-tuning from it)." in [caption.value for caption in page.caption]
+    finally:
+        fake_training.end_all(tmp_path / "jobs")
 
 
 def test_the_download_holds_the_weights_and_the_card(trained):

@@ -84,7 +84,7 @@ def expand(page, title: str) -> None:
 
 
 def start_job(page, name: str) -> None:
-    for title in ("Start a new training job", "Data", "Patches and augmentation", "Model (new models"):  # summaries
+    for title in ("Start a new training job", "Data", "Patches and augmentation", "Model (new models"):
         expand(page, title)
     fill(page, "Model name", name)
     for label, value in OPTIONS.items():
