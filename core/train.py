@@ -687,12 +687,17 @@ def train_from_args(args: argparse.Namespace) -> Path:
     datamodule = CaseDataModule(train_cases, val_cases, card, cache_dir, args)
 
     precision = _precision(args)
-    callbacks: list[Callback] = []
-    monitor = "val_score" if val_cases else None
-    checkpoint = ModelCheckpoint(dirpath=checkpoints, filename=BEST, monitor=monitor, mode="max", save_top_k=1,
-                                 save_last=True, enable_version_counter=False)
+    # Two checkpoint callbacks: Lightning's save_last only follows saves of the best one, but
+    # --resume must continue from the latest epoch, not from the best.
+    last_checkpoint = ModelCheckpoint(dirpath=checkpoints, filename=LAST, monitor=None, save_top_k=1,
+                                      save_on_train_epoch_end=True, enable_version_counter=False)
+    callbacks: list[Callback] = [last_checkpoint]
+    best_checkpoint = None
     if val_cases:
-        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=args.patience, check_on_train_epoch_end=False))
+        best_checkpoint = ModelCheckpoint(dirpath=checkpoints, filename=BEST, monitor="val_score", mode="max", save_top_k=1,
+                                          enable_version_counter=False)
+        callbacks += [best_checkpoint, EarlyStopping(monitor="val_score", mode="max", patience=args.patience,
+                                                     check_on_train_epoch_end=False)]
     trainer = L.Trainer(
         accelerator=args.accelerator, devices=_devices(args.devices), strategy=args.strategy, num_nodes=args.num_nodes,
         precision=precision, max_epochs=args.epochs,
@@ -700,7 +705,7 @@ def train_from_args(args: argparse.Namespace) -> Path:
         check_val_every_n_epoch=args.val_every, limit_val_batches=1.0 if val_cases else 0,
         num_sanity_val_steps=0, gradient_clip_val=GRADIENT_CLIP, use_distributed_sampler=False,
         logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=out,
-        plugins=[AtomicCheckpointIO()], callbacks=callbacks + [checkpoint],
+        plugins=[AtomicCheckpointIO()], callbacks=callbacks,
     )
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -748,7 +753,7 @@ def train_from_args(args: argparse.Namespace) -> Path:
     else:
         status = "finished"
     seconds = module.seconds_before + time.monotonic() - module.fit_started
-    best_path = Path(checkpoint.best_model_path) if checkpoint.best_model_path else checkpoints / f"{LAST}.ckpt"
+    best_path = Path(best_checkpoint.best_model_path) if best_checkpoint and best_checkpoint.best_model_path else checkpoints / f"{LAST}.ckpt"
     state = torch.load(best_path, map_location="cpu", weights_only=True)
     network = UNet(card.channels, num_classes=len(card.labels))
     network.load_state_dict({key.removeprefix("network."): value for key, value in state["state_dict"].items()})

@@ -141,6 +141,7 @@ def test_tiny_training_writes_a_loadable_model_card_and_progress(phantoms, tmp_p
     assert len(validations) == 2 and validations[0]["cases"]["case0"]["lesion_dice"] is not None
     assert (out / "train.log").read_text().count("validation: liver Dice") == 2
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1  # the latest, whichever is best
     # A finished model is never overwritten.
     with pytest.raises(LiverSegError, match="already holds a finished model"):
         run("--data", str(phantoms), "--out", str(out), *TINY)
