@@ -33,7 +33,7 @@ def users_app(tmp_path_factory):
 @pytest.fixture
 def context(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
-    context.set_default_timeout(60_000)
+    context.set_default_timeout(120_000)  # generous: CI machines may be loaded
     yield context
     context.close()
 

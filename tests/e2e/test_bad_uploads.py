@@ -43,7 +43,7 @@ def segment_page(browser, bad_app):
     """A new tab for each upload: a replaced upload's error box would otherwise still show the last message."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(120_000)  # generous: CI machines may be loaded
     page.goto(bad_app.url)
     page.get_by_role("heading", name="Segment").wait_for()
     yield page
@@ -73,7 +73,7 @@ def test_bad_scan_upload_shows_a_clear_message(case, segment_page, upload_root, 
     page = segment_page
     upload(page, "Or upload a CT scan", case.build(tmp_path))
     error = page.get_by_test_id("stAlertContentError")
-    expect(error).to_contain_text(re.compile(case.message, re.IGNORECASE), timeout=60_000)
+    expect(error).to_contain_text(re.compile(case.message, re.IGNORECASE), timeout=120_000)
     lines = [line for line in error.inner_text().splitlines() if line.strip() and line.strip() != "error"]  # "error": the icon
     assert len(lines) == 1, lines  # one message, not a dump
     assert page.get_by_test_id("stException").count() == 0
