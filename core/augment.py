@@ -207,7 +207,8 @@ def describe(strength: float, synthetic_lesions: float) -> dict:
         "synthetic_lesions": "Hu et al. CVPR 2023 style: noise-deformed ellipsoids, "
         f"radius {RADIUS_MM[0]:g}-{RADIUS_MM[1]:g} mm, hypodense {HYPODENSE_HU[0]:g}-{HYPODENSE_HU[1]:g} HU "
         "(80%), hyperdense or rim-enhancing (10% each), smoothed-noise texture, blurred edge",
-        "transforms": "RandomHUShift (+-60 HU x strength, scale +-15%), RandomAffine, RandomElasticDeformation, RandomGamma, RandomBiasField, RandomNoise, RandomBlur"
+        "transforms": "RandomHUShift (+-60 HU x strength, scale +-15%), RandomAffine, RandomElasticDeformation, "
+        "RandomGamma, RandomBiasField, RandomNoise, RandomBlur"
         if strength > 0
         else "none",
     }

@@ -102,7 +102,9 @@ def _soft_dice(probability: torch.Tensor, target: torch.Tensor, smooth: float = 
     return (2 * intersection + smooth) / (probability.sum() + target.sum() + smooth)
 
 
-def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, partial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def segmentation_loss(
+    logits: torch.Tensor, labels: torch.Tensor, partial: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Dice + cross-entropy, treating liver-only labels as partial labels.
 
     A liver-only (0/1) label says where the liver is but not where its lesions are:
@@ -248,9 +250,11 @@ class CaseDataModule(L.LightningDataModule):
         options: the parsed training options.
     """
 
-    def __init__(self, train_cases: list[Case], val_cases: list[Case], card: ModelCard, cache_dir: Path, options: argparse.Namespace) -> None:
+    def __init__(self, train_cases: list[Case], val_cases: list[Case], card: ModelCard, cache_dir: Path,
+                 options: argparse.Namespace) -> None:
         super().__init__()
-        self.train_cases, self.val_cases, self.card, self.cache_dir, self.options = train_cases, val_cases, card, cache_dir, options
+        self.train_cases, self.val_cases, self.card = train_cases, val_cases, card
+        self.cache_dir, self.options = cache_dir, options
         self.subject_sampler: DistributedSampler | None = None
 
     def prepare_data(self) -> None:
@@ -469,7 +473,8 @@ class ProgressCallback(Callback):
         self.mark, self.cpu_mark = time.monotonic(), time.process_time()
 
     def on_train_start(self, trainer, module) -> None:  # after a resumed checkpoint has been restored
-        self.progress_log.record("start", epoch=trainer.current_epoch, step=trainer.global_step, steps_per_epoch=self.steps_per_epoch,
+        self.progress_log.record("start", epoch=trainer.current_epoch, step=trainer.global_step,
+                                 steps_per_epoch=self.steps_per_epoch,
                         **self.start_fields)
         self.progress_log.say(f"training: {self.start_fields['max_epochs']} epochs x {self.steps_per_epoch} steps"
                      f" on {self.start_fields['accelerator']} x{self.start_fields['devices']} ({self.start_fields['precision']})")
@@ -484,7 +489,8 @@ class ProgressCallback(Callback):
         if result is None or trainer.sanity_checking:
             return
         self.progress_log.record("validation", epoch=trainer.current_epoch, step=trainer.global_step, **result)
-        cases = ", ".join(f"{name} {_number(v['liver_dice'])}/{_number(v['lesion_dice'])}" for name, v in sorted(result["cases"].items()))
+        cases = ", ".join(f"{name} {_number(v['liver_dice'])}/{_number(v['lesion_dice'])}"
+                          for name, v in sorted(result["cases"].items()))
         self.progress_log.say(f"epoch {trainer.current_epoch} validation: liver Dice {_number(result['liver_dice'])}, "
                      f"lesion Dice {_number(result['lesion_dice'])}, "
                      f"score {result['score']:.3f}{' (best)' if result['best'] else ''} [{cases}] {result['seconds']:.0f} s")
@@ -509,7 +515,8 @@ class ProgressCallback(Callback):
         lr = trainer.optimizers[0].param_groups[0]["lr"]
         eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
         self.progress_log.record("step", epoch=trainer.current_epoch, step=trainer.global_step, **means, lr=lr,
-                        patches_per_s=throughput, patches_per_cpu_s=self.patches / trainer.world_size / max(self.cpu_seconds, 1e-9),
+                        patches_per_s=throughput,
+                        patches_per_cpu_s=self.patches / trainer.world_size / max(self.cpu_seconds, 1e-9),
                         elapsed_s=elapsed, progress=fraction, eta_s=eta)
         self.progress_log.say(f"epoch {trainer.current_epoch} step {trainer.global_step}: loss {means['loss']:.4f} "
                      f"(Dice {means['dice_loss']:.4f}, CE {means['ce_loss']:.4f}) lr {lr:.2e} "
@@ -615,8 +622,10 @@ def _hardware(trainer: L.Trainer) -> dict:
     if accelerator == "cuda":
         device = torch.cuda.get_device_name(trainer.strategy.root_device)
     else:
-        device = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                       if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+        cpuinfo = Path("/proc/cpuinfo")
+        names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+                 if line.startswith("model name")]
+        device = names[0] if names else platform.processor()
     return {
         "accelerator": accelerator,
         "devices": trainer.num_devices,
@@ -753,7 +762,9 @@ def train_from_args(args: argparse.Namespace) -> Path:
     else:
         status = "finished"
     seconds = module.seconds_before + time.monotonic() - module.fit_started
-    best_path = Path(best_checkpoint.best_model_path) if best_checkpoint and best_checkpoint.best_model_path else checkpoints / f"{LAST}.ckpt"
+    best_path = checkpoints / f"{LAST}.ckpt"
+    if best_checkpoint is not None and best_checkpoint.best_model_path:
+        best_path = Path(best_checkpoint.best_model_path)
     state = torch.load(best_path, map_location="cpu", weights_only=True)
     network = UNet(card.channels, num_classes=len(card.labels))
     network.load_state_dict({key.removeprefix("network."): value for key, value in state["state_dict"].items()})

@@ -63,7 +63,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--out", type=str, required=True, metavar="DIR",
                       help="model folder to write, e.g. trained/NAME; progress, log and checkpoints go there too")
     data.add_argument("--val", type=str, default="0.2", metavar="SPLIT",
-                      help="held-out validation cases: a fraction (0.2), a count (3), or case names separated by commas; 0 for none")
+                      help="held-out validation cases: a fraction (0.2), a count (3), or case names separated by commas; "
+                           "0 for none")
     data.add_argument("--cache-dir", type=str, default=None, metavar="DIR",
                       help="where preprocessed cases are cached (default: .cache/train under the checkout)")
 
@@ -86,7 +87,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     sampling = parser.add_argument_group("patches and augmentation")
     sampling.add_argument("--patch-size", type=_positive_int, nargs=3, default=_CARD.patch_size, metavar=("X", "Y", "Z"),
                           help="training patch in voxels (multiples of 2**(levels-1)); also the card's inference patch")
-    sampling.add_argument("--label-probabilities", type=_non_negative, nargs=3, default=[0.2, 0.4, 0.4], metavar=("BG", "LIVER", "LESION"),
+    sampling.add_argument("--label-probabilities", type=_non_negative, nargs=3, default=[0.2, 0.4, 0.4],
+                          metavar=("BG", "LIVER", "LESION"),
                           help="how often a patch is centred on background, liver, lesion")
     sampling.add_argument("--augment", type=_non_negative, default=1.0, metavar="STRENGTH",
                           help="augmentation strength: 0 none, 1 default, 2 aggressive")

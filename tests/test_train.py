@@ -125,7 +125,8 @@ def test_tiny_training_writes_a_loadable_model_card_and_progress(phantoms, tmp_p
     assert network(torch.zeros(1, 1, 32, 32, 32)).shape == (1, 3, 32, 32, 32)
     training = card.training
     assert training["split"]["validation"] == ["case0"] and sorted(training["split"]["training"]) == ["case1", "case2"]
-    assert {d["case"]: d["kind"] for d in training["data"]} == {"case0": "liver+lesion", "case1": "liver+lesion", "case2": "liver-only"}
+    kinds = {d["case"]: d["kind"] for d in training["data"]}
+    assert kinds == {"case0": "liver+lesion", "case1": "liver+lesion", "case2": "liver-only"}
     assert all(len(d["image_sha256"]) == 64 and d["licence"] for d in training["data"])
     assert training["epochs"] == 2 and training["status"] == "finished" and training["hardware"]["accelerator"] == "cpu"
     assert training["command"].startswith("python -m core train --data ") and "--val case0" in training["command"]
@@ -148,7 +149,8 @@ def test_tiny_training_writes_a_loadable_model_card_and_progress(phantoms, tmp_p
 
 
 def test_resume_continues_an_interrupted_run(phantoms, tmp_path):
-    common = ["--data", str(phantoms), "--out", str(tmp_path / "run"), "--val", "0", "--cache-dir", str(tmp_path / "cache"), *TINY]
+    common = ["--data", str(phantoms), "--out", str(tmp_path / "run"), "--val", "0",
+              "--cache-dir", str(tmp_path / "cache"), *TINY]
     with pytest.raises(LiverSegError, match="no checkpoint"):
         run(*common, "--resume")
     out = run(*common, "--epochs", "1")
