@@ -143,6 +143,11 @@ def test_tiny_training_writes_a_loadable_model_card_and_progress(phantoms, tmp_p
     assert (out / "train.log").read_text().count("validation: liver Dice") == 2
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1  # the latest, whichever is best
+    # Fine-tuning takes the architecture and weights of a model in trained/ (here tmp_path).
+    tuned = run("--data", str(phantoms), "--out", str(tmp_path / "tuned"), "--init", "tiny", "--val", "0", "--epochs", "1",
+                "--cache-dir", str(tmp_path / "cache"), *TINY[:4], "--channels", "16", "32", *TINY[7:])
+    tuned_card = ModelCard.load(tuned)
+    assert tuned_card.channels == [4, 8] and tuned_card.training["init"] == "tiny"
     # A finished model is never overwritten.
     with pytest.raises(LiverSegError, match="already holds a finished model"):
         run("--data", str(phantoms), "--out", str(out), *TINY)
