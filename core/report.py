@@ -16,6 +16,8 @@ from core.metrics import DETECTION_KEYS, STRUCTURE_KEYS
 from core.segmentation import Segmentation
 from core.slices import PLANES, DisplayVolume, View, legend, render
 
+#: The report lists the largest lesions only, so that it stays one page.
+MAX_REPORT_LESIONS = 15
 NOT_FOR_CLINICAL_USE = "Research tool, not for clinical use: these results have not been checked by a clinician."
 
 #: Metric key -> (name, what it means in plain words).
@@ -95,11 +97,11 @@ def format_value(value) -> str:
     return str(value)
 
 
-def _table(rows: list[dict]) -> str:
+def _table(rows: list[dict], cell=format_value) -> str:
     if not rows:
         return "<p>None.</p>"
     head = "".join(f"<th>{html.escape(str(key))}</th>" for key in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(format_value(v))}</td>" for v in row.values()) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row.values()) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -129,9 +131,11 @@ def html_report(
         for plane in PLANES
     )
     key = "".join(
-        f'<span class="swatch" style="{"border:3px solid" if outline else "background"}:rgb{colour}"></span>{html.escape(words)} '
+        f'<span class="swatch" style="{"border:3px solid " if outline else "background:"}rgb{colour}"></span>{html.escape(words)} '
         for colour, words, outline in legend(view, volume.reference is not None)
     )
+    rows = lesion_table(lesions)
+    more = len(rows) - MAX_REPORT_LESIONS
     burden = "–" if lesions.burden_pct is None else f"{lesions.burden_pct:.1f} %"
     seconds = sum(segmentation.seconds.values())
     facts = [
@@ -149,7 +153,8 @@ def html_report(
         f"<div><b>{burden}</b>tumour burden (lesion share of the liver)</div></div>",
         "".join(f"<p class=note>{html.escape(note)}</p>" for note in (notes or []) + list(segmentation.notes)),
         f'<div class="slices">{images}</div><p class=legend>{key}</p>',
-        "<h2>Lesions</h2>" + _table(lesion_table(lesions)),
+        "<h2>Lesions</h2>" + _table(rows[:MAX_REPORT_LESIONS], cell=str)
+        + (f"<p class=note>… and {more} smaller lesions: the lesion table (CSV) lists them all.</p>" if more > 0 else ""),
     ]
     if metrics is not None:
         sections.append("<h2>Agreement with the reference</h2>" + _table(metrics_table(metrics)))

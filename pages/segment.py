@@ -253,8 +253,8 @@ def _headline(loaded: Loaded, result: Result) -> None:
     device = {"cuda": "GPU"}.get(segmentation.device, segmentation.device.upper() or "?")
     st.caption(f"Done in {sum(segmentation.seconds.values()):.1f} s on the {device} with model *{segmentation.model}*."
                + (f" {SPACING_NOTE}: volumes are estimates." if loaded.sample else ""))
-    for note in segmentation.notes:
-        st.info(note, icon=":material/info:")
+    for note in segmentation.notes:  # what the engine did (a CPU fallback, specks removed): for the curious, kept small
+        st.caption(f":material/info: {note[:1].upper()}{note[1:]}.")
 
 
 def _reset_viewer(volume: DisplayVolume, result_id: str) -> None:
@@ -295,18 +295,16 @@ def _legend_html(view: View, has_reference: bool) -> str:
     return "&emsp;".join(items)
 
 
-@st.fragment
 def _viewer(volume: DisplayVolume) -> None:
-    """The slice viewer; a fragment, so moving the slider reruns only this."""
+    """The slice viewer: settings on the right, the picture and its slider (a fragment) on the left.
+
+    Only the slider, the step buttons and the picture are in the fragment, so that a slice
+    move reruns and redraws no more than these; changing a setting reruns the page.
+    """
     has_reference = volume.reference is not None
     picture, controls = st.columns([3, 1])
     with controls:
         plane = st.radio("View", PLANES, format_func=PLANE_NAMES.get, key="plane")
-        count, key = volume.slice_count(plane), f"slice_{plane}"
-        st.slider("Slice", 1, count, key=key, help="Drag, or click the slider and use the arrow keys.")
-        back, forward = st.columns(2)
-        back.button("Previous", icon=":material/chevron_left:", on_click=_step, args=(key, -1, count), width="stretch")
-        forward.button("Next", icon=":material/chevron_right:", on_click=_step, args=(key, 1, count), width="stretch")
         compare = "result"
         if has_reference:
             compare = st.radio("Colours", list(COMPARE_NAMES), format_func=COMPARE_NAMES.get, key="compare")
@@ -314,7 +312,7 @@ def _viewer(volume: DisplayVolume) -> None:
         show_liver = st.toggle("Liver", key="show_liver", disabled=not showing_result)
         show_lesions = st.toggle("Lesions", key="show_lesions", disabled=not showing_result)
         show_reference = has_reference and st.toggle("Reference outlines", key="show_reference", disabled=not showing_result)
-        with st.expander("Expert settings"):
+        with st.expander("Expert display settings"):
             preset = st.selectbox("Window", [*WINDOW_PRESETS, "Custom"], key="window", on_change=_window_changed,
                                   help="Which CT values (HU) span black to white.")
             if preset == "Custom":
@@ -325,14 +323,25 @@ def _viewer(volume: DisplayVolume) -> None:
             opacity = st.slider("Colour opacity", 0.0, 1.0, step=0.05, key="opacity")
     view = View(width=width, level=level, opacity=opacity, liver=show_liver, lesions=show_lesions, reference=show_reference,
                 compare=None if showing_result else compare)
-    index = st.session_state[key] - 1
     with picture:
-        st.plotly_chart(slice_figure(volume, plane, index, view), config=PLOT_CONFIG, theme=None, key="slice_view")
-        position = volume.axis_mm(THROUGH_AXIS[plane])[index]
+        _slices(volume, plane, view)
         st.markdown(_legend_html(view, has_reference), unsafe_allow_html=True)
-        st.caption(f"{PLANE_NAMES[plane]}, slice {index + 1} of {count} ({'RAS'[THROUGH_AXIS[plane]]} = {position:.1f} mm). "
-                   "The patient's right is on the left of the picture, as radiologists view scans. "
+        st.caption("The patient's right is on the left of the picture, as radiologists view scans. "
                    "Hover over the picture for the CT value (HU) and position.")
+
+
+@st.fragment
+def _slices(volume: DisplayVolume, plane: str, view: View) -> None:
+    """Slider, step buttons and the slice; a fragment, so moving the slider reruns only this."""
+    count, key = volume.slice_count(plane), f"slice_{plane}"
+    back, slider, forward = st.columns([1.4, 6, 1.4], vertical_alignment="bottom")
+    slider.slider("Slice", 1, count, key=key, help="Drag, or click the slider and use the arrow keys.")
+    back.button("Previous", icon=":material/chevron_left:", on_click=_step, args=(key, -1, count), width="stretch")
+    forward.button("Next", icon=":material/chevron_right:", on_click=_step, args=(key, 1, count), width="stretch")
+    index = st.session_state[key] - 1
+    st.plotly_chart(slice_figure(volume, plane, index, view), config=PLOT_CONFIG, theme=None, key="slice_view")
+    position = volume.axis_mm(THROUGH_AXIS[plane])[index]
+    st.caption(f"{PLANE_NAMES[plane]}, slice {index + 1} of {count} ({'RAS'[THROUGH_AXIS[plane]]} = {position:.1f} mm).")
 
 
 def _lesion_table(loaded: Loaded, result: Result) -> None:

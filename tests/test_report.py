@@ -54,6 +54,14 @@ def test_report_is_one_self_contained_page(case):
     assert "tiny" in page and "CPU, 2.0 s" in page
     assert page.count("<tr>") == 1 + len(lesions.lesions) + 1 + len(STRUCTURE_KEYS) + 1 + len(DETECTION_KEYS)
     assert "http" not in page.replace("<!DOCTYPE html>", "")  # nothing fetched from elsewhere
+    assert "border:3px solid rgb(0, 230, 118)" in page  # the reference's outline in the legend
+
+
+def test_report_lists_only_the_largest_lesions(case, monkeypatch):
+    segmentation, lesions, shown, _ = case
+    monkeypatch.setattr("core.report.MAX_REPORT_LESIONS", 1)
+    page = html_report(segmentation, lesions, shown)
+    assert page.count("<tr>") == 2 and f"… and {len(lesions.lesions) - 1} smaller lesions" in page
 
 
 def test_report_without_reference_or_lesions():

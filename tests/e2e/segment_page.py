@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.e2e.app_server import screenshot
+from tests.e2e.app_server import SCREENSHOTS, screenshot
 
 PLANE_LABELS = {"axial": "Axial (from the feet)", "coronal": "Coronal (from the front)", "sagittal": "Sagittal (from the side)"}
 #: The viewer's slice picture: a Plotly layout image, whose href changes with every slice.
@@ -14,24 +14,31 @@ ROW_PX = 35
 #: The app's environment for these tests: no file watcher (a busy checkout would rerun the page mid-test).
 APP_ENV = {"STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
 
-# Arms a promise that resolves to the milliseconds from the user's next key press or click until a
-# slice picture that was not there before is in the page and the browser has painted the frame after
-# it (two animation frames: the first runs before that paint, the second after). A new slice
-# remounts the chart (Streamlit keys a Plotly chart by its figure), so for a moment the old chart
-# may still be there beside the new one: what counts is the new picture.
+# Arms a promise that resolves to the milliseconds from the user's next key press or click until the
+# slice picture has changed and the browser has painted the frame after it (two animation frames:
+# the first runs before that paint, the second after). A new slice remounts the chart (Streamlit keys
+# a Plotly chart by its figure) and the old one lingers a moment, marked stale: only the current
+# (not stale) chart counts.
 _ARM = """selector => {
-  const before = new Set(Array.from(document.querySelectorAll(selector), image => image.getAttribute('href')));
+  const current = () => {
+    const image = Array.from(document.querySelectorAll(selector))
+      .find(image => image.closest('[data-testid="stElementContainer"]')?.getAttribute('data-stale') !== 'true');
+    return image ? image.getAttribute('href') : null;
+  };
+  const before = current();
   let start = null;
   const begin = () => { if (start === null) start = performance.now(); };
   document.addEventListener('keydown', begin, {capture: true, once: true});
   document.addEventListener('pointerdown', begin, {capture: true, once: true});
-  window.__slicePainted = new Promise(resolve => {
+  window.__slicePainted = new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error('no new slice picture within 60 s')), 60000);
     const observer = new MutationObserver(() => {
-      if (start === null || !Array.from(document.querySelectorAll(selector)).some(image => !before.has(image.getAttribute('href')))) return;
+      const now = current();
+      if (start === null || now === null || now === before) return;
       observer.disconnect();
       requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.now() - start)));
     });
-    observer.observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['href']});
+    observer.observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['href', 'data-stale']});
   });
 }"""
 
@@ -47,6 +54,14 @@ def full_screenshot(page, name: str) -> Path:
         return screenshot(page, name)
     finally:
         page.set_viewport_size(size)
+
+
+def chart_screenshot(page, name: str) -> Path:
+    """A screenshot of the slice viewer's chart alone (what the mouse is over stays as it is)."""
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.get_by_test_id("stPlotlyChart").first.screenshot(path=str(path))
+    return path
 
 
 def choose_sample(page) -> None:
@@ -103,6 +118,17 @@ def choose_plane(page, plane: str) -> None:
     page.evaluate(_ARM, SLICE_IMAGE)
     page.get_by_text(PLANE_LABELS[plane], exact=True).click()
     page.evaluate("() => window.__slicePainted")
+
+
+def hover_readout(page) -> str:
+    """Hover over the middle of the slice picture; the readout Plotly shows there."""
+    page.get_by_test_id("stPlotlyChart").first.scroll_into_view_if_needed()
+    picture = page.locator(SLICE_IMAGE).first.bounding_box()
+    for offset in (0, 3):  # Plotly hovers on mouse moves, so make sure there is one over the picture
+        page.mouse.move(picture["x"] + picture["width"] / 2 + offset, picture["y"] + picture["height"] / 2)
+    readout = page.locator("[data-testid=stPlotlyChart] .hoverlayer .hovertext").first
+    readout.wait_for()
+    return readout.text_content()  # SVG: the lines run together
 
 
 def choose_lesion(page, row: int) -> None:

@@ -78,6 +78,7 @@ def open_tab(page, name: str) -> None:
 
 
 def test_sample_from_first_click_to_downloads(page, tmp_path):
+    page.get_by_role("button", name="Try the sample scan").wait_for()
     viewer.full_screenshot(page, "segment-01-start")
     viewer.choose_sample(page)
     expect(page.get_by_text("1.5 mm isotropic assumed").first).to_be_visible()  # the sample's spacing is an assumption, said so
@@ -88,6 +89,9 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     viewer.full_screenshot(page, "segment-02-result")
 
     scroll_all_planes(page, "segment-03")
+    number = "[-−]?[\\d.]+"  # Plotly writes a true minus sign
+    assert re.search(rf"{number} HU\s*\({number}, {number}, {number}\) mm RAS", viewer.hover_readout(page))
+    viewer.chart_screenshot(page, "segment-03-sagittal-hover")
     before = viewer.slice_number(page)
     if before < viewer.slice_count(page):
         page.get_by_role("button", name="Next").click()
@@ -112,6 +116,7 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     open_tab(page, "Compare with reference")
     page.get_by_test_id("stMetric").filter(has_text="False alarms").wait_for()
     expect(page.get_by_text("Compared with: lits117_labels.nii.gz")).to_be_visible()
+    page.get_by_role("cell", name="Overlap of the model's and the reference's region", exact=False).wait_for()
     viewer.full_screenshot(page, "segment-05-metrics")
     open_tab(page, "Slices")
     page.get_by_text("Agreement: lesions", exact=True).click()
