@@ -122,7 +122,7 @@ def surface_figure(volume: DisplayVolume, max_triangles: int = 40_000, height: i
         height=height, margin=dict(l=0, r=0, t=0, b=0), legend=dict(x=0.01, y=0.99),
         # From the front (anterior, +y) with the head up: the patient's right is on the screen's left.
         scene=dict(aspectmode="data", xaxis=axis, yaxis=axis, zaxis=axis,
-                   camera=dict(eye=dict(x=0.0, y=1.9, z=0.3), up=dict(x=0, y=0, z=1))),
+                   camera=dict(eye=dict(x=0.0, y=1.5, z=0.25), up=dict(x=0, y=0, z=1))),
         uirevision="surface",
     )
     return figure

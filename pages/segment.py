@@ -336,8 +336,8 @@ def _slices(volume: DisplayVolume, plane: str, view: View) -> None:
     count, key = volume.slice_count(plane), f"slice_{plane}"
     back, slider, forward = st.columns([1.4, 6, 1.4], vertical_alignment="bottom")
     slider.slider("Slice", 1, count, key=key, help="Drag, or click the slider and use the arrow keys.")
-    back.button("Previous", icon=":material/chevron_left:", on_click=_step, args=(key, -1, count), width="stretch")
-    forward.button("Next", icon=":material/chevron_right:", on_click=_step, args=(key, 1, count), width="stretch")
+    back.button("Back", icon=":material/chevron_left:", on_click=_step, args=(key, -1, count), width="stretch", help="Previous slice")
+    forward.button("Next", icon=":material/chevron_right:", on_click=_step, args=(key, 1, count), width="stretch", help="Next slice")
     index = st.session_state[key] - 1
     st.plotly_chart(slice_figure(volume, plane, index, view), config=PLOT_CONFIG, theme=None, key="slice_view")
     position = volume.axis_mm(THROUGH_AXIS[plane])[index]

@@ -18,10 +18,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from core import config, registry
+from core import config
 from core.lesions import COLUMNS
-from core.model_card import ModelCard
-from core.unet import UNet
 from tests.e2e import segment_page as viewer
 from tests.e2e.app_server import App, screenshot
 
@@ -29,28 +27,18 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def segment_app(tmp_path_factory):
-    """The app with the shipped model; a checkout without one (before training lands) gets a random-weights stand-in."""
-    env = dict(viewer.APP_ENV)
-    if not registry.list_cards():
-        trained = tmp_path_factory.mktemp("trained")
-        card = ModelCard(name="stand-in", channels=[4, 8], spacing_mm=[4.0, 4.0, 4.0], patch_size=[32, 32, 32])
-        registry.save_model(UNet(card.channels), card, trained / card.name)
-        env["LIVERSEG_TRAINED_DIR"] = str(trained)
-    server = App(env=env)
+def app():
+    """The app as shipped (the model in trained/, the sample in the cache), without a file watcher."""
+    server = App(env=viewer.APP_ENV)
     yield server
     server.stop()
 
 
 @pytest.fixture
-def page(browser, segment_app):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    page.goto(segment_app.url)
+def page(page):
+    page.set_default_timeout(120_000)  # a loaded 2-core machine
     page.get_by_role("heading", name="Segment").wait_for()
-    yield page
-    context.close()
+    return page
 
 
 def scroll_all_planes(page, prefix: str) -> None:
