@@ -7,6 +7,7 @@ lab server can be configured without touching the code.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from core.errors import LiverSegError
@@ -49,6 +50,10 @@ def data_dirs() -> list[Path]:
         return [Path(p).expanduser().resolve() for p in value.split(os.pathsep) if p]
     return [d for d in (SHARED_DATA_DIR, SAMPLE_DIR) if d.is_dir()]
 
+
+#: Per-session upload folders, removed when the session ends or at the latest after the TTL.
+UPLOAD_ROOT = _path("LIVERSEG_UPLOAD_DIR", Path(tempfile.gettempdir()) / "liverseg-uploads")
+UPLOAD_TTL_HOURS = _number("LIVERSEG_UPLOAD_TTL_HOURS", 12.0)
 
 #: Lesion components smaller than this are dropped as specks (mL).
 MIN_LESION_ML = _number("LIVERSEG_MIN_LESION_ML", 0.1)

@@ -202,10 +202,13 @@ def licence(path: Path) -> str:
 
 
 def _files(folder: Path) -> list[Path]:
+    """Files under ``folder``; a link that resolves outside it is skipped (it could name any file on the server)."""
+    real_folder = folder.resolve()
     found = []
     for root, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(root) / name for name in sorted(filenames) if not name.startswith(".")]
+        found += [Path(root) / name for name in sorted(filenames)
+                  if not name.startswith(".") and (Path(root) / name).resolve().is_relative_to(real_folder)]
     return found
 
 

@@ -25,7 +25,6 @@ import re
 import secrets
 import shutil
 import stat
-import tempfile
 import time
 import unicodedata
 import weakref
@@ -37,10 +36,7 @@ from core import config
 from core.atomic import atomic_path
 from core.errors import LiverSegError
 
-#: Where session folders live; private to the account that runs the app.
-UPLOAD_ROOT = config._path("LIVERSEG_UPLOAD_DIR", Path(tempfile.gettempdir()) / "liverseg-uploads")
-#: A session folder untouched for this long is removed by the next sweep (hours).
-UPLOAD_TTL_HOURS = config._number("LIVERSEG_UPLOAD_TTL_HOURS", 12.0)
+UPLOAD_ROOT, UPLOAD_TTL_HOURS = config.UPLOAD_ROOT, config.UPLOAD_TTL_HOURS
 
 _SESSION_ID = re.compile(r"[0-9a-f]{32}")
 _MAX_NAME = 120
