@@ -118,7 +118,7 @@ class MemoryWatch:
             pids.append(pid)
             for task in Path(f"/proc/{pid}/task").glob("*"):
                 try:
-                    frontier += [int(child) for child in (task / "children").read_text().split()]
+                    frontier += [int(child) for child in (task / "children").read_text(encoding="utf-8").split()]
                 except OSError:
                     pass
         return pids
@@ -126,7 +126,7 @@ class MemoryWatch:
     @staticmethod
     def field_kb(pid: int, name: str) -> int:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
                 if line.startswith(name + ":"):
                     return int(line.split()[1])
         except OSError:
@@ -265,7 +265,7 @@ def main() -> int:
     print("every session got its own correct result" if ok else "SOME SESSION GOT A WRONG RESULT")
     results = config.ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "load_test.json").write_text(json.dumps(report, indent=2))
+    (results / "load_test.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0 if ok else 1
 
 

@@ -196,7 +196,7 @@ def main() -> None:
           f"({conv['gflop_per_s']:.1f} GFLOP/s{' in bfloat16' if conv['bfloat16'] else ''})")
     print(f"load average (1 min) before/after: {load_before[0]:.1f} / {load_after[0]:.1f} on {os.cpu_count()} CPUs")
     args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(result, indent=2))
+    args.results.write_text(json.dumps(result, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def main() -> None:
         row = result[name]
         print(f"{name:9s} median {row['median_ms']:6.1f} ms   p90 {row['p90_ms']:6.1f} ms   max {row['max_ms']:6.1f} ms   ({row['moves']} moves)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(f"written to {args.out}")
 
 

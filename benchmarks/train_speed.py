@@ -47,7 +47,7 @@ def measure(configuration: dict, patches: int, accelerator: str, workdir: Path) 
     started = time.perf_counter()
     train_from_args(build_parser().parse_args(argv))
     wall = time.perf_counter() - started
-    records = [json.loads(line) for line in (out / PROGRESS_FILE).read_text().splitlines()]
+    records = [json.loads(line) for line in (out / PROGRESS_FILE).read_text(encoding="utf-8").splitlines()]
     steps = [r for r in records if r["event"] == "step"]
     start = next(r for r in records if r["event"] == "start")
     # The first record includes warm-up (first Queue fill, allocator); report the later ones.
@@ -82,7 +82,7 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     target = config.ROOT / "benchmarks" / "results" / "train_speed.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(results, indent=2))
+    target.write_text(json.dumps(results, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -356,7 +356,7 @@ def check_request(request: TrainingRequest) -> TrainingRequest:
 def process_start_time(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks since boot, or ``None`` when there is no such process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
     except (FileNotFoundError, ProcessLookupError):
         return None
     return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name before ")" may hold spaces
@@ -375,7 +375,7 @@ def end_process_group(pgid: int, grace_s: float, exited: Callable[[], bool]) -> 
 @contextlib.contextmanager
 def _flock(path: Path, blocking: bool = True) -> Iterator[IO | None]:
     """Hold an exclusive flock on ``path`` for the block; yields ``None`` if not blocking and taken."""
-    with open(path, "a") as handle:
+    with open(path, "a", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -435,8 +435,8 @@ class JobRunner:
 
     @staticmethod
     def _read(folder: Path) -> Job:
-        status = json.loads((folder / STATUS_FILE).read_text())
-        setup = json.loads((folder / CONFIG_FILE).read_text())
+        status = json.loads((folder / STATUS_FILE).read_text(encoding="utf-8"))
+        setup = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         return Job(folder=folder, request=TrainingRequest(**setup["request"]), command=setup["command"], **status)
 
     @staticmethod
@@ -483,7 +483,7 @@ class JobRunner:
         job.command = self.command(request, job.output)
         write_atomically(folder / CONFIG_FILE, json.dumps(
             {"request": asdict(request), "command": job.command, "slots": slots, "pin_gpu": gpus > 0 and request.device != "cpu"}, indent=2).encode())
-        with open(folder / LOCK_FILE, "a") as lock:
+        with open(folder / LOCK_FILE, "a", encoding="utf-8") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             self._write(job)
             with open(folder / SUPERVISOR_LOG, "ab") as log:
@@ -517,7 +517,7 @@ class JobRunner:
                 queued = [other for other in reversed(self.jobs()) if other.state == QUEUED]
                 if queued and queued[0].id == job.id:
                     for slot in range(slots):
-                        handle = open(slots_dir / f"{slot}.lock", "a")
+                        handle = open(slots_dir / f"{slot}.lock", "a", encoding="utf-8")
                         try:
                             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                         except BlockingIOError:
@@ -532,7 +532,7 @@ class JobRunner:
     def supervise(self, folder: Path) -> None:
         """Run one job to its end. Called in the supervisor process, which holds the job's lock."""
         job = self._read(folder)
-        setup = json.loads((folder / CONFIG_FILE).read_text())
+        setup = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         job.supervisor_pid = os.getpid()
         self._write(job)
         slot_lock = self._queue_turn(job, setup["slots"])

@@ -67,7 +67,7 @@ class ModelCard:
     def load(cls, folder: Path) -> ModelCard:
         path = Path(folder) / CARD_FILE
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise LiverSegError(f"no model card at {path}; a model folder needs {CARD_FILE} beside {WEIGHTS_FILE}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as error:

@@ -109,7 +109,7 @@ def default_model() -> str:
         )
     names = {card.name for card in cards}
     try:
-        chosen = json.loads((_trained_dir() / DEFAULT_FILE).read_text()).get("model")
+        chosen = json.loads((_trained_dir() / DEFAULT_FILE).read_text(encoding="utf-8")).get("model")
     except (OSError, ValueError, AttributeError):
         chosen = None  # no choice saved (or an unreadable one): fall back below
     if chosen in names:

@@ -442,20 +442,20 @@ class ProgressLog:
         if self.enabled:
             folder.mkdir(parents=True, exist_ok=True)
             if fresh:
-                self.progress.write_text("")
-                self.log_file.write_text("")
+                self.progress.write_text("", encoding="utf-8")
+                self.log_file.write_text("", encoding="utf-8")
 
     def record(self, event: str, **fields) -> None:
         if self.enabled:
             line = json.dumps({"event": event, "time": round(time.time(), 3), **fields})
-            with open(self.progress, "a") as stream:  # one write per line: readers see whole lines
+            with open(self.progress, "a", encoding="utf-8") as stream:  # one write per line: readers see whole lines
                 stream.write(line + "\n")
 
     def say(self, text: str) -> None:
         if self.enabled:
             stamped = "\n".join(f"{datetime.now():%H:%M:%S} {line}" for line in text.splitlines())
             print(stamped, flush=True)
-            with open(self.log_file, "a") as stream:
+            with open(self.log_file, "a", encoding="utf-8") as stream:
                 stream.write(stamped + "\n")
 
 
@@ -623,7 +623,7 @@ def _hardware(trainer: L.Trainer) -> dict:
         device = torch.cuda.get_device_name(trainer.strategy.root_device)
     else:
         cpuinfo = Path("/proc/cpuinfo")
-        names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+        names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text(encoding="utf-8").splitlines() if cpuinfo.exists() else [])
                  if line.startswith("model name")]
         device = names[0] if names else platform.processor()
     return {

@@ -78,7 +78,7 @@ def main(out: Path, mode: str, model: Path) -> int:
     records += [{"event": "step", "epoch": 0, "step": step, "loss": 1.0 / step, "patches_per_s": 3.5, "progress": step / 4,
                  "eta_s": 9.0} for step in (1, 2)]
     records.append({"event": "validation", "epoch": 0, "step": 2, "liver_dice": 0.5, "lesion_dice": 0.25, "score": 0.375, "best": True})
-    with open(out / "progress.jsonl", "a") as progress:
+    with open(out / "progress.jsonl", "a", encoding="utf-8") as progress:
         for record in records:
             progress.write(json.dumps({**record, "time": time.time()}) + "\n")
     print(f"epoch 0 done; CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}", flush=True)
@@ -95,8 +95,8 @@ def main(out: Path, mode: str, model: Path) -> int:
             return 3
         time.sleep(0.05)
     shutil.copy(model / "model.pt", out / "model.pt")
-    card = json.loads((model / "card.json").read_text())
-    (out / "card.json").write_text(json.dumps({**card, "name": out.name}))
+    card = json.loads((model / "card.json").read_text(encoding="utf-8"))
+    (out / "card.json").write_text(json.dumps({**card, "name": out.name}), encoding="utf-8")
     return 0
 
 

@@ -59,7 +59,7 @@ def test_hashed_shared_password_from_secrets(alice_hash):
 
 def test_users_from_secrets_and_file(tmp_path, alice_hash):
     users_file = tmp_path / "users.toml"
-    users_file.write_text(f'bob = "{hash_password("bobs secret", iterations=FAST)}"\n')
+    users_file.write_text(f'bob = "{hash_password("bobs secret", iterations=FAST)}"\n', encoding="utf-8")
     policy = policy_from({"LIVERSEG_USERS_FILE": str(users_file)}, {"users": {"alice": alice_hash}})
     assert policy.check("alice", "correct horse")
     assert policy.check(" bob ", "bobs secret")
@@ -70,7 +70,7 @@ def test_users_from_secrets_and_file(tmp_path, alice_hash):
 
 def test_users_file_may_use_the_secrets_layout(tmp_path, alice_hash):
     users_file = tmp_path / "secrets.toml"
-    users_file.write_text(f'[auth.users]\nalice = "{alice_hash}"\n')
+    users_file.write_text(f'[auth.users]\nalice = "{alice_hash}"\n', encoding="utf-8")
     assert policy_from({"LIVERSEG_USERS_FILE": str(users_file)}).check("alice", "correct horse")
 
 
@@ -78,7 +78,7 @@ def test_users_file_may_use_the_secrets_layout(tmp_path, alice_hash):
 def test_unusable_users_file_fails_closed(tmp_path, content):
     users_file = tmp_path / "users.toml"
     if content is not None:
-        users_file.write_text(content)
+        users_file.write_text(content, encoding="utf-8")
     with pytest.raises(LiverSegError, match="users file"):
         policy_from({"LIVERSEG_USERS_FILE": str(users_file)})
 

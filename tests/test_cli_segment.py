@@ -43,7 +43,7 @@ def test_segment_writes_labels_on_the_input_grid_and_the_lesion_table(trained, n
     assert written.shape == source.shape and written.get_data_dtype() == np.uint8
     np.testing.assert_allclose(written.affine, source.affine)
     assert set(np.unique(np.asarray(written.dataobj))) <= {0, 1, 2}
-    assert (out / "lesions.csv").read_text().startswith("id,volume_ml")
+    assert (out / "lesions.csv").read_text(encoding="utf-8").startswith("id,volume_ml")
     assert sorted(p.name for p in out.iterdir()) == ["labels.nii.gz", "lesions.csv"]  # no temporary files left
     captured = capsys.readouterr()
     assert "labels.nii.gz: liver" in captured.out and "model tiny, cpu" in captured.out

@@ -138,7 +138,7 @@ def test_same_name_in_two_folders_gets_distinct_names(tmp_path):
 
 def test_licence_from_readme_table(tmp_path):
     save(tmp_path / "set" / "ct.nii.gz", image())
-    (tmp_path / "README.md").write_text("| path | licence |\n|---|---|\n| `set/ct.nii.gz` | CC BY 4.0 (Someone 2024) |\n")
+    (tmp_path / "README.md").write_text("| path | licence |\n|---|---|\n| `set/ct.nii.gz` | CC BY 4.0 (Someone 2024) |\n", encoding="utf-8")
     assert licence(tmp_path / "set" / "ct.nii.gz") == "CC BY 4.0 (Someone 2024)"
     assert licence(save(tmp_path / "volume-1.nii", image())).startswith("LiTS")
     assert licence(save(tmp_path / "x" / "other.nii.gz", image())).startswith("unknown")

@@ -164,7 +164,7 @@ def test_a_series_that_is_not_ct_is_refused(tmp_path):
 
 def test_a_folder_without_dicom_is_refused(tmp_path):
     (tmp_path / "notes").mkdir()
-    (tmp_path / "notes" / "readme.txt").write_text("hello")
+    (tmp_path / "notes" / "readme.txt").write_text("hello", encoding="utf-8")
     with pytest.raises(LiverSegError, match="no DICOM images found in notes"):
         read_scan(tmp_path / "notes")
 

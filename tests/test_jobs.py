@@ -80,7 +80,7 @@ def test_a_job_runs_reports_progress_and_registers_its_model(runner):
     assert best_validation(job.progress()) == {"liver_dice": 0.5, "lesion_dice": 0.25}
     assert "epoch 0 done" in job.log_tail()
     assert job.exit_code == 0 and job.duration_s >= 0
-    config_file = json.loads((job.folder / "config.json").read_text())
+    config_file = json.loads((job.folder / "config.json").read_text(encoding="utf-8"))
     assert config_file["request"]["data"] == [str(config.data_dirs()[0] / "cases")]
 
 
@@ -220,7 +220,7 @@ def test_training_options_come_from_the_cli_definition():
 def test_progress_skips_a_line_still_being_written(tmp_path):
     job = Job("j", tmp_path, RUNNING, "", TrainingRequest("m", ["d"]), [])
     job.output.mkdir(parents=True)
-    (job.output / "progress.jsonl").write_text('{"event": "step", "loss": 0.9}\n{"event": "step", "lo')
+    (job.output / "progress.jsonl").write_text('{"event": "step", "loss": 0.9}\n{"event": "step", "lo', encoding="utf-8")
     assert job.progress() == [{"event": "step", "loss": 0.9}]
 
 

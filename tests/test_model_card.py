@@ -29,9 +29,9 @@ def test_invalid_card_says_what_is_wrong(fields, message):
 def test_missing_or_corrupt_card_is_a_clear_error(tmp_path):
     with pytest.raises(LiverSegError, match="no model card"):
         ModelCard.load(tmp_path)
-    (tmp_path / "card.json").write_text("{not json")
+    (tmp_path / "card.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(LiverSegError, match="not valid JSON"):
         ModelCard.load(tmp_path)
-    (tmp_path / "card.json").write_text(json.dumps({"name": "x", "colour": "red"}))
+    (tmp_path / "card.json").write_text(json.dumps({"name": "x", "colour": "red"}), encoding="utf-8")
     with pytest.raises(LiverSegError, match="unknown or missing"):
         ModelCard.load(tmp_path)

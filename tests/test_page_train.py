@@ -89,7 +89,7 @@ def test_start_follow_and_cancel_a_job(places, stand_in):
     page.button[-1].click().run()
     assert not page.exception, page.exception
     job = only_job()
-    request = json.loads((job.folder / "config.json").read_text())["request"]
+    request = json.loads((job.folder / "config.json").read_text(encoding="utf-8"))["request"]
     assert request["options"] == {"epochs": 3}  # only what differs from the CLI defaults
     assert request["data"] == [str(places / "data" / "phantoms")] and request["device"] == "auto"
 
@@ -140,7 +140,7 @@ def test_fine_tuning_starts_from_a_model_and_takes_its_model_settings(places, st
     assert not page.exception, page.exception
     assert page.text_input(key="option-channels").disabled  # the model's own card decides
     assert "Taken from base's card when fine-tuning." in [caption.value for caption in page.caption]
-    request = json.loads((only_job().folder / "config.json").read_text())["request"]
+    request = json.loads((only_job().folder / "config.json").read_text(encoding="utf-8"))["request"]
     assert (request["init"], request["options"]) == ("base", {})
 
 

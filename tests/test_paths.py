@@ -14,7 +14,7 @@ def layout(tmp_path):
     (data / "lits" / "volume-0.nii").write_bytes(b"ct")
     secret = tmp_path / "secret"
     secret.mkdir()
-    (secret / "passwd").write_text("root")
+    (secret / "passwd").write_text("root", encoding="utf-8")
     (data / "lits" / "leak.nii").symlink_to(secret / "passwd")
     (data / "outside").symlink_to(secret)
     (data / "lits" / "alias.nii").symlink_to(data / "lits" / "volume-0.nii")

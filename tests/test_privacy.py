@@ -15,7 +15,7 @@ IDENTIFIERS = (PATIENT_NAME, PATIENT_ID, "Doe", "Jane")
 
 
 def test_shipped_configuration_sends_no_usage_statistics():
-    settings = tomllib.loads((config.ROOT / ".streamlit" / "config.toml").read_text())
+    settings = tomllib.loads((config.ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
     assert settings["browser"]["gatherUsageStats"] is False
 
 

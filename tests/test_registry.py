@@ -79,7 +79,7 @@ def test_list_cards_newest_first_and_skips_broken_folders(trained):
     make_model(trained, "old", created="2024-01-01")
     make_model(trained, "new", created="2025-06-01")
     (trained / "broken").mkdir()
-    (trained / "broken" / "card.json").write_text("{")
+    (trained / "broken" / "card.json").write_text("{", encoding="utf-8")
     (trained / "notes").mkdir()
     assert [card.name for card in registry.list_cards()] == ["new", "old"]
 
@@ -91,7 +91,7 @@ def test_default_is_the_saved_choice_else_newest_shipped(trained):
     make_model(trained, "local-new", created="2025-06-01")
     assert registry.default_model() == "shipped-old"
     registry.set_default_model("local-new")
-    assert json.loads((trained / registry.DEFAULT_FILE).read_text()) == {"model": "local-new"}
+    assert json.loads((trained / registry.DEFAULT_FILE).read_text(encoding="utf-8")) == {"model": "local-new"}
     assert registry.default_model() == "local-new"
     registry.remove_model("local-new")
     assert registry.default_model() == "shipped-old"

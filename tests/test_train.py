@@ -44,7 +44,7 @@ def run(*argv: str) -> Path:
 
 
 def records(folder: Path) -> list[dict]:
-    return [json.loads(line) for line in (folder / PROGRESS_FILE).read_text().splitlines()]
+    return [json.loads(line) for line in (folder / PROGRESS_FILE).read_text(encoding="utf-8").splitlines()]
 
 
 # ----------------------------------------------------------------------------- loss
@@ -140,7 +140,7 @@ def test_tiny_training_writes_a_loadable_model_card_and_progress(phantoms, tmp_p
     assert {"loss", "dice_loss", "ce_loss", "lr", "eta_s", "progress"} <= set(steps[0])
     validations = [e for e in events if e["event"] == "validation"]
     assert len(validations) == 2 and validations[0]["cases"]["case0"]["lesion_dice"] is not None
-    assert (out / "train.log").read_text().count("validation: liver Dice") == 2
+    assert (out / "train.log").read_text(encoding="utf-8").count("validation: liver Dice") == 2
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 1  # the latest, whichever is best
     # Fine-tuning takes the architecture and weights of a model in trained/ (here tmp_path).

@@ -24,7 +24,7 @@ def private_app():
 @pytest.fixture(scope="module")
 def users_app(tmp_path_factory):
     users = tmp_path_factory.mktemp("auth") / "users.toml"
-    users.write_text(f'alice = "{hash_password("alice-pass", iterations=MIN_ITERATIONS)}"\n')
+    users.write_text(f'alice = "{hash_password("alice-pass", iterations=MIN_ITERATIONS)}"\n', encoding="utf-8")
     server = App(env={"LIVERSEG_USERS_FILE": str(users)})
     yield server
     server.stop()

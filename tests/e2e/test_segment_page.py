@@ -87,7 +87,7 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
 
     # The lesion table: a lesion away from the slice shown, picked, brings the axial view to its slices.
     open_tab(page, "Downloads")
-    with open(download(page, "Lesion table (CSV)", tmp_path), newline="") as stream:
+    with open(download(page, "Lesion table (CSV)", tmp_path), newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert tuple(rows[0]) == COLUMNS
     open_tab(page, "Slices")
@@ -123,13 +123,13 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     labels = nib.load(download(page, "Label map (NIfTI)", tmp_path))
     assert labels.shape == scan.shape and np.allclose(labels.affine, scan.affine)
     assert set(np.unique(np.asarray(labels.dataobj))) <= {0, 1, 2}
-    with open(download(page, "Metrics (CSV)", tmp_path), newline="") as stream:
+    with open(download(page, "Metrics (CSV)", tmp_path), newline="", encoding="utf-8") as stream:
         metrics_rows = list(csv.DictReader(stream))
     assert tuple(metrics_rows[0]) == ("structure", "metric", "value")
-    metrics = json.loads(download(page, "Metrics (JSON)", tmp_path).read_text())
+    metrics = json.loads(download(page, "Metrics (JSON)", tmp_path).read_text(encoding="utf-8"))
     assert {"liver", "lesion", "lesion_detection"} <= set(metrics) and "dice" in metrics["liver"]
     report = download(page, "Report (HTML)", tmp_path)
-    text = report.read_text()
+    text = report.read_text(encoding="utf-8")
     assert "not for clinical use" in text and text.count("data:image/png;base64,") == 3
     page.goto(report.as_uri())
     screenshot(page, "segment-08-report")
