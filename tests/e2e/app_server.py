@@ -41,14 +41,14 @@ class App:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"app exited: {self.log.read_text(encoding="utf-8")[-2000:]}")
+                raise RuntimeError(f"app exited: {self.log.read_text(encoding='utf-8')[-2000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
                     if response.status == 200:
                         return
             except OSError:
                 time.sleep(0.3)
-        raise RuntimeError(f"app did not become healthy in {timeout}s: {self.log.read_text(encoding="utf-8")[-2000:]}")
+        raise RuntimeError(f"app did not become healthy in {timeout}s: {self.log.read_text(encoding='utf-8')[-2000:]}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
