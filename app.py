@@ -68,6 +68,17 @@ def _login_form(policy: access.AccessPolicy) -> None:
         st.error("Wrong user name or password." if policy.users else "Wrong password.")
 
 
+@st.cache_resource(show_spinner="Loading the engine...")
+def _load_engine() -> None:
+    """Import torch and the engine once per server, before any page does.
+
+    Two sessions' scripts importing torch at the same moment can see it half initialised
+    (an ImportError on the page); ``st.cache_resource`` makes the first one import it while
+    the others wait.
+    """
+    import core.inference  # noqa: F401
+
+
 def _logout() -> None:
     if "uploads" in st.session_state:
         st.session_state["uploads"].close()
@@ -96,6 +107,7 @@ def _pages() -> list:
         return [st.Page(lambda: st.error(f"The server cannot keep uploads: {error}"), title="LiverSeg", url_path="error")]
     st.sidebar.caption(f"Files you upload are private to this browser tab and deleted when you leave, "
                        f"or at the latest after {uploads.default_store().ttl_hours:g} hours.")
+    _load_engine()
     return PAGES
 
 
