@@ -206,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as error:
         print(f"error: {error.strerror or error}: {error.filename}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:  # a full disk, a lost network share: the machine's state, not a bug
+        print(f"error: {error.strerror or error}; free space or fix the folder and run again (earlier outputs are intact)",
+              file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("error: interrupted; no output was written", file=sys.stderr)
         return 130
