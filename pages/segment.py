@@ -224,7 +224,7 @@ def _segment(loaded: Loaded, model: str, device: str) -> Result | None:
     bar = st.progress(0.0, text="Starting…")
 
     def progress(stage: str, fraction: float) -> None:
-        bar.progress(float(np.clip(fraction, 0.0, 1.0)), text=f"{stage}…")
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"{stage}…")
 
     try:
         segmentation = _segmenter(model, device).segment(loaded.scan, progress)
@@ -277,7 +277,7 @@ def _jump(volume: DisplayVolume, canonical_voxel) -> None:
 
 
 def _step(key: str, delta: int, count: int) -> None:
-    st.session_state[key] = int(np.clip(st.session_state[key] + delta, 1, count))
+    st.session_state[key] = min(max(st.session_state[key] + delta, 1), count)
 
 
 def _window_changed() -> None:
