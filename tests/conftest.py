@@ -11,6 +11,7 @@ import pytest
 from core import config
 from core.phantom import make_phantom
 from core.scan import Scan
+from core.segmentation import LESION, LIVER
 
 
 @pytest.fixture
@@ -45,3 +46,16 @@ def sample_paths() -> tuple[Path, Path]:
     from core.sample import ensure_sample
 
     return ensure_sample()
+
+
+@pytest.fixture(scope="session")
+def phantoms(tmp_path_factory) -> Path:
+    """Three phantom cases in the NAME.nii.gz + NAME_seg.nii.gz layout, one of them liver-only."""
+    folder = tmp_path_factory.mktemp("phantoms")
+    for seed in range(3):
+        scan, labels = make_phantom(shape=(40, 36, 24), spacing=(6.0, 6.0, 6.0), seed=seed)
+        if seed == 2:
+            labels[labels == LESION] = LIVER  # a partial (liver-only) label
+        nib.save(nib.Nifti1Image(scan.voxels, scan.affine), folder / f"case{seed}.nii.gz")
+        nib.save(nib.Nifti1Image(labels, scan.affine), folder / f"case{seed}_seg.nii.gz")
+    return folder

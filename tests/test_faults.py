@@ -15,14 +15,14 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from core import io
 from core.cli import main
-from tests.test_train import TINY, phantoms  # noqa: F401  (the module-scoped phantom cases)
+from tests.test_train import TINY
 
 
 def disk_full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_full_disk_at_a_checkpoint_keeps_the_earlier_checkpoint_and_writes_no_model(phantoms, tmp_path, monkeypatch, capsys):  # noqa: F811
+def test_full_disk_at_a_checkpoint_keeps_the_earlier_checkpoint_and_writes_no_model(phantoms, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"
     saves = []
     original = TorchCheckpointIO.save_checkpoint

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import nibabel as nib
 import pytest
 import torch
 
@@ -16,26 +15,12 @@ from core.cli import build_parser, main
 from core.data import discover
 from core.errors import LiverSegError
 from core.model_card import ModelCard
-from core.phantom import make_phantom
 from core.registry import load_network
 from core.segmentation import LESION, LIVER
 from core.train import PROGRESS_FILE, cache_paths, prepare_case, segmentation_loss, split_cases, train_from_args
 
 TINY = ["--patch-size", "32", "32", "32", "--channels", "4", "8", "--spacing", "6", "--patches-per-epoch", "4",
         "--samples-per-volume", "2", "--batch-size", "2", "--threads", "1", "--accelerator", "cpu"]
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory) -> Path:
-    """Three phantom cases in the NAME.nii.gz + NAME_seg.nii.gz layout, one of them liver-only."""
-    folder = tmp_path_factory.mktemp("phantoms")
-    for seed in range(3):
-        scan, labels = make_phantom(shape=(40, 36, 24), spacing=(6.0, 6.0, 6.0), seed=seed)
-        if seed == 2:
-            labels[labels == LESION] = LIVER  # a partial (liver-only) label
-        nib.save(nib.Nifti1Image(scan.voxels, scan.affine), folder / f"case{seed}.nii.gz")
-        nib.save(nib.Nifti1Image(labels, scan.affine), folder / f"case{seed}_seg.nii.gz")
-    return folder
 
 
 def run(*argv: str) -> Path:
