@@ -19,7 +19,7 @@ EXIT_USAGE = 2
 
 
 #: Share of the progress bar per stage of ``Segmenter.segment`` (start, width), in percent: inference dominates.
-_SEGMENT_STAGES = {"preprocess": (0, 10), "infer": (10, 80), "postprocess": (90, 10)}
+_SEGMENT_STAGES = {"locate": (0, 10), "preprocess": (10, 10), "infer": (20, 70), "postprocess": (90, 10)}
 
 
 def _segment(args: argparse.Namespace) -> None:
@@ -56,7 +56,7 @@ def _segment(args: argparse.Namespace) -> None:
         from core.lesions import analyse_lesions
 
         start = time.perf_counter()
-        table = analyse_lesions(segmentation.labels, scan).to_csv()  # before writing: a failure leaves no output
+        table = analyse_lesions(segmentation.labels, scan, segmentation.lesion_probability).to_csv()  # before writing: a failure leaves no output
         seconds["lesions"] = time.perf_counter() - start
     start = time.perf_counter()
     write_labels(segmentation.labels, scan, args.output)
@@ -69,6 +69,8 @@ def _segment(args: argparse.Namespace) -> None:
 
     for note in segmentation.notes:
         print(f"note: {note}", file=sys.stderr)
+    for warning in segmentation.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     liver_ml = np.count_nonzero(segmentation.labels) * scan.voxel_volume_ml
     lesion_ml = np.count_nonzero(segmentation.labels == LESION) * scan.voxel_volume_ml
     print(f"{args.output}: liver {liver_ml:.0f} mL, lesions {lesion_ml:.1f} mL (model {segmentation.model}, {segmentation.device}, {seconds['total']:.1f} s)")

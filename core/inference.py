@@ -1,5 +1,10 @@
 """``Segmenter``: a scan in, liver and lesion labels on the scan's own grid out.
 
+For a two-stage cascade (``ModelCard.cascade``) a first stage looks at the whole scan
+at a coarse spacing and finds the liver's region (``core.liver_region``); the second
+stage, described below, then works in that region's box only, and its liver and
+lesion probabilities outside the region become background.
+
 The path: the model card's TorchIO preprocessing (canonical RAS, the model's
 spacing, HU window), sliding-window inference on the model grid, post-processing
 there, and finally the liver and lesion probabilities resampled in physical space
@@ -31,7 +36,9 @@ from torch import nn
 from core import registry
 from core.errors import LiverSegError
 from core.model_card import ModelCard
-from core.postprocess import postprocess
+from core.anatomy import anatomy_warnings
+from core.liver_region import LiverRegion
+from core.postprocess import drop_unconfident_lesions, postprocess
 from core.preprocess import preprocessing
 from core.scan import Scan
 from core.segmentation import LESION, LIVER, Segmentation
@@ -60,37 +67,13 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-class Segmenter:
-    """A loaded model ready to segment scans; safe to share between threads.
+class _Stage:
+    """One network with its card's preprocessing, on a device, with a CPU copy for the out-of-memory fallback."""
 
-    Args:
-        model: name of a model under ``config.TRAINED_DIR``; ``None`` takes the default model.
-        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
-        precision: ``"auto"``: mixed precision on a GPU, float32 on the CPU; ``"mixed"``: also
-            bfloat16 on a CPU that computes it natively (see ``core.sliding_window``);
-            ``"float32"``: never mixed.
-    """
-
-    def __init__(self, model: str | None = None, device: str = "auto", precision: str = "auto") -> None:
-        name = model or registry.default_model()
-        network, card = registry.load_network(name)
-        self._setup(network, card, resolve_device(device), precision)
-
-    @classmethod
-    def from_network(cls, network: nn.Module, card: ModelCard, device: str = "cpu", precision: str = "auto") -> Segmenter:
-        """A segmenter around a network already in memory (a model being trained, a test stand-in)."""
-        segmenter = cls.__new__(cls)
-        segmenter._setup(network, card, resolve_device(device), precision)
-        return segmenter
-
-    def _setup(self, network: nn.Module, card: ModelCard, device: torch.device, precision: str) -> None:
-        if precision not in PRECISIONS:
-            raise LiverSegError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-        self.card = card
-        self.device = device
-        self.precision = precision
+    def __init__(self, network: nn.Module, card: ModelCard, device: torch.device, precision: str) -> None:
+        self.card, self.device, self.precision = card, device, precision
         self.network = network.eval().to(device)
-        self._preprocess = preprocessing(card)
+        self.preprocess = preprocessing(card)
         self._cpu_copy: nn.Module | None = None
         self._cpu_copy_lock = threading.Lock()
 
@@ -103,7 +86,12 @@ class Segmenter:
                 self._cpu_copy = copy.deepcopy(self.network).cpu()
             return self._cpu_copy
 
-    def _infer(self, image: torch.Tensor, report: Callable[[float], None]) -> tuple[torch.Tensor, str, list[str]]:
+    def model_grid(self, scan: Scan) -> tuple[torch.Tensor, np.ndarray]:
+        """``scan`` preprocessed as the card says: (1, X, Y, Z) tensor on the model grid, and its affine."""
+        subject = self.preprocess(tio.Subject(ct=scan.to_torchio()))
+        return subject["ct"].data, subject["ct"].affine
+
+    def infer(self, image: torch.Tensor, report: Callable[[float], None]) -> tuple[torch.Tensor, str, list[str]]:
         """Class probabilities on the model grid, the device that produced them, and notes."""
         window = dict(patch_size=self.card.patch_size, overlap=OVERLAP, batch_size=BATCH_SIZE, progress=report)
         notes = []
@@ -123,38 +111,107 @@ class Segmenter:
             probabilities = sliding_window_probabilities(self._cpu_network(), image, device="cpu", amp=amp, **window)
         return probabilities, "cpu", notes
 
-    def segment(self, scan: Scan, progress: Progress | None = None) -> Segmentation:
-        """Labels 0/1/2 on ``scan``'s grid, with the device used, seconds per stage and notes.
 
-        ``progress(stage, fraction)`` is called as the stages ``"preprocess"``, ``"infer"`` and
-        ``"postprocess"`` advance from 0 to 1.
+class Segmenter:
+    """A loaded model (one stage, or a two-stage cascade) ready to segment scans; safe to share between threads.
+
+    Args:
+        model: name of a model under ``config.TRAINED_DIR``; ``None`` takes the default model.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        precision: ``"auto"``: mixed precision on a GPU, float32 on the CPU; ``"mixed"``: also
+            bfloat16 on a CPU that computes it natively (see ``core.sliding_window``);
+            ``"float32"``: never mixed.
+    """
+
+    def __init__(self, model: str | None = None, device: str = "auto", precision: str = "auto") -> None:
+        name = model or registry.default_model()
+        network, card = registry.load_network(name)
+        self._setup(network, card, registry.load_coarse_network(name, card), resolve_device(device), precision)
+
+    @classmethod
+    def from_network(cls, network: nn.Module, card: ModelCard, device: str = "cpu", precision: str = "auto",
+                     coarse: nn.Module | None = None) -> Segmenter:
+        """A segmenter around networks already in memory (a model being trained, a fold, a test stand-in).
+
+        ``coarse`` is a cascade's first stage, which ``card.cascade`` describes.
+        """
+        segmenter = cls.__new__(cls)
+        segmenter._setup(network, card, coarse, resolve_device(device), precision)
+        return segmenter
+
+    def _setup(self, network: nn.Module, card: ModelCard, coarse: nn.Module | None, device: torch.device, precision: str) -> None:
+        if precision not in PRECISIONS:
+            raise LiverSegError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        if (coarse is None) != (card.cascade is None):
+            raise LiverSegError(f"model {card.name!r}: a cascade card needs its first stage, and only a cascade takes one")
+        self.card = card
+        self.device = device
+        self._fine = _Stage(network, card, device, precision)
+        self._coarse = None if coarse is None else _Stage(coarse, card.coarse, device, precision)  # type: ignore[arg-type]
+
+    def segment(self, scan: Scan, progress: Progress | None = None) -> Segmentation:
+        """Labels 0/1/2 on ``scan``'s grid, with the device used, seconds per stage, notes and warnings.
+
+        ``progress(stage, fraction)`` is called as the stages advance from 0 to 1: ``"locate"``
+        (a cascade's first stage, on the whole scan), then ``"preprocess"``, ``"infer"`` and
+        ``"postprocess"``.
         """
         report = progress or (lambda stage, fraction: None)
         seconds: dict[str, float] = {}
+        notes: list[str] = []
+        devices: list[str] = []
+        region = None
+        if self._coarse is not None:
+            start = time.perf_counter()
+            report("locate", 0.0)
+            region = self._locate(scan, lambda fraction: report("locate", fraction), devices, notes)
+            seconds["locate"] = time.perf_counter() - start
 
         start = time.perf_counter()
         report("preprocess", 0.0)
-        subject = self._preprocess(tio.Subject(ct=scan.to_torchio()))
-        image, model_affine = subject["ct"].data, subject["ct"].affine
-        del subject
+        image, model_affine = self._fine.model_grid(region.crop(scan) if region is not None else scan)
         report("preprocess", 1.0)
         seconds["preprocess"] = time.perf_counter() - start
 
         start = time.perf_counter()
         report("infer", 0.0)
-        probabilities, device, notes = self._infer(image, lambda fraction: report("infer", fraction))
+        probabilities, device, infer_notes = self._fine.infer(image, lambda fraction: report("infer", fraction))
+        devices.append(device)
+        notes += infer_notes
         seconds["infer"] = time.perf_counter() - start
 
         start = time.perf_counter()
         report("postprocess", 0.0)
-        labels = _labels_on_scan_grid(probabilities.numpy(), model_affine, scan, notes)
+        probabilities = probabilities.numpy()
+        if region is not None:
+            region.confine(probabilities, model_affine)
+        labels, lesion_probability = _labels_on_scan_grid(probabilities, model_affine, scan, self.card.lesion_threshold, notes)
+        warnings = anatomy_warnings(labels, scan)
         report("postprocess", 1.0)
         seconds["postprocess"] = time.perf_counter() - start
-        return Segmentation(labels, scan, model=self.card.name, device=device, seconds=seconds, notes=notes)
+        device = "cpu" if "cpu" in devices else devices[0]  # after a fallback in either stage, say CPU
+        return Segmentation(labels, scan, model=self.card.name, device=device, seconds=seconds, notes=notes,
+                            warnings=warnings, lesion_probability=lesion_probability)
+
+    def _locate(self, scan: Scan, report: Callable[[float], None], devices: list[str], notes: list[str]) -> LiverRegion | None:
+        """The cascade's first stage: where in the whole scan the liver is (``None``: nowhere, so search it all)."""
+        assert self._coarse is not None and self.card.cascade is not None
+        image, affine = self._coarse.model_grid(scan)
+        probabilities, device, stage_notes = self._coarse.infer(image, report)
+        devices.append(device)
+        notes += stage_notes
+        region = LiverRegion.from_probabilities(probabilities.numpy(), affine, float(self.card.cascade["roi_margin_mm"]))
+        if region is None:
+            notes.append("the first stage found no liver, so the second searched the whole scan")
+        return region
 
 
-def _labels_on_scan_grid(probabilities: np.ndarray, model_affine: np.ndarray, scan: Scan, notes: list[str]) -> np.ndarray:
-    """Clean the labels on the model grid, then resample the edited probabilities onto the scan and take the argmax."""
+def _labels_on_scan_grid(probabilities: np.ndarray, model_affine: np.ndarray, scan: Scan, lesion_threshold: float,
+                         notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Clean the labels on the model grid, resample the edited probabilities onto the scan, take the argmax.
+
+    Returns the labels and the lesion probability (uint8, 0-255 for 0-1) on the scan's grid.
+    """
     model_labels = probabilities.argmax(axis=0).astype(np.uint8)
     spacing = np.linalg.norm(model_affine[:3, :3], axis=0)
     cleaned, cleaning_notes = postprocess(model_labels, spacing)
@@ -163,42 +220,24 @@ def _labels_on_scan_grid(probabilities: np.ndarray, model_affine: np.ndarray, sc
     probabilities[:, changed] = np.eye(len(probabilities), dtype=probabilities.dtype)[cleaned[changed]].T
 
     labels = np.zeros(scan.shape, np.uint8)
-    box = _scan_box(cleaned > 0, model_affine, scan)
+    lesion_probability = np.zeros(scan.shape, np.uint8)
+    box = scan.box_around(cleaned > 0, model_affine)
     if box is None:
-        return labels
+        return labels, lesion_probability
     # Only the box around the organ is resampled: outside it every label is background, and a
     # 0.6 mm scan has ~30 million voxels of which the liver fills a tenth.
-    shape = tuple(s.stop - s.start for s in box)
-    affine = scan.affine.copy()
-    affine[:3, 3] = scan.affine[:3, :3] @ [s.start for s in box] + scan.affine[:3, 3]
+    crop = scan.crop(box)
     # Only liver and lesion travel: background is 1 minus both, since interpolation keeps the sum at 1.
-    liver = resample_onto(probabilities[LIVER], model_affine, shape, affine)
-    lesion = resample_onto(probabilities[LESION], model_affine, shape, affine)
+    liver = resample_onto(probabilities[LIVER], model_affine, crop.shape, crop.affine)
+    lesion = resample_onto(probabilities[LESION], model_affine, crop.shape, crop.affine)
     background = 1.0 - liver
     background -= lesion
     # The argmax, ties broken towards the lower label as numpy's argmax does on the model grid.
     inside = np.zeros_like(liver, dtype=np.uint8)  # same memory layout as the resampled arrays: faster masks
     inside[(liver > background) & (liver >= lesion)] = LIVER
     inside[(lesion > background) & (lesion > liver)] = LESION
+    inside, confidence_notes = drop_unconfident_lesions(inside, lesion, lesion_threshold)
+    notes.extend(confidence_notes)
     labels[box] = inside
-    return labels
-
-
-def _scan_box(mask: np.ndarray, model_affine: np.ndarray, scan: Scan) -> tuple[slice, slice, slice] | None:
-    """The scan voxels within one model voxel of ``mask`` (a box on the model grid), as slices; None if empty.
-
-    Linear interpolation mixes the 8 model voxels around a point, so a class can only win
-    where one of them has it: one model voxel of margin is enough.
-    """
-    found = np.argwhere(mask)
-    if not len(found):
-        return None
-    low, high = found.min(axis=0) - 1, found.max(axis=0) + 1
-    corners = np.array([[(low, high)[bit >> axis & 1][axis] for axis in range(3)] for bit in range(8)], dtype=float)
-    to_scan = np.linalg.inv(scan.affine) @ model_affine
-    points = corners @ to_scan[:3, :3].T + to_scan[:3, 3]
-    start = np.maximum(np.floor(points.min(axis=0)).astype(int) - 1, 0)
-    stop = np.minimum(np.ceil(points.max(axis=0)).astype(int) + 2, scan.shape)
-    if np.any(stop <= start):
-        return None
-    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+    lesion_probability[box] = np.rint(np.clip(lesion, 0.0, 1.0) * 255)
+    return labels, lesion_probability

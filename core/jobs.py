@@ -88,7 +88,7 @@ PROGRESS_FILE = "progress.jsonl"
 
 #: Options of ``python -m core train`` that the runner sets itself, so the Train page does not offer them.
 #: ``cache_dir`` too: a folder chosen from the browser could point anywhere on the server.
-RUNNER_OPTIONS = frozenset({"help", "data", "out", "init", "resume", "devices", "accelerator", "strategy", "num_nodes", "cache_dir"})
+RUNNER_OPTIONS = frozenset({"help", "data", "out", "init", "coarse", "resume", "devices", "accelerator", "strategy", "num_nodes", "cache_dir"})
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -101,6 +101,7 @@ class TrainingRequest:
         name: the model name wanted (the registry makes it unique at registration).
         data: folders of labelled cases, each inside one of ``config.data_dirs()`` (``core.paths``).
         init: fine-tune from this model in ``trained/`` (``None``: from scratch).
+        coarse: make a cascade whose first stage is this model in ``trained/`` (``None``: one stage).
         device: ``"auto"`` (a GPU when there is one), ``"cpu"`` or ``"cuda"``.
         options: further ``python -m core train`` options by name (``{"epochs": 20}``).
     """
@@ -110,6 +111,7 @@ class TrainingRequest:
     init: str | None = None
     device: str = "auto"
     options: dict[str, object] = field(default_factory=dict)
+    coarse: str | None = None
 
 
 @dataclass
@@ -315,6 +317,8 @@ def training_command(request: TrainingRequest, output: Path) -> list[str]:
     arguments += ["--out", str(output)]
     if request.init:
         arguments += ["--init", request.init]
+    if request.coarse:
+        arguments += ["--coarse", request.coarse]
     arguments += {"cpu": ["--accelerator", "cpu"], "cuda": ["--accelerator", "gpu", "--devices", "1"]}.get(request.device, [])
     for key, value in request.options.items():
         if key in RUNNER_OPTIONS:
@@ -338,16 +342,17 @@ def check_request(request: TrainingRequest) -> TrainingRequest:
         raise LiverSegError("choose at least one folder of training data")
     if request.device not in DEVICES:
         raise LiverSegError(f"device {request.device!r}: choose one of {', '.join(DEVICES)}")
-    if request.init:
-        from core.registry import model_dir
+    from core.registry import model_dir
 
-        model_dir(request.init)  # raises a clear LiverSegError for an unknown model
+    for model in (request.init, request.coarse):
+        if model:
+            model_dir(model)  # raises a clear LiverSegError for an unknown model (and refuses paths)
     data = [inside_data_dirs(folder) for folder in request.data]
     for folder in data:
         if not folder.is_dir():
             raise LiverSegError(f"training data {folder} is a file; choose the folder that holds the cases")
     data = [str(folder) for folder in data]
-    return TrainingRequest(request.name, data, request.init, request.device, dict(request.options))
+    return TrainingRequest(request.name, data, request.init, request.device, dict(request.options), request.coarse)
 
 
 # --------------------------------------------------------------------- processes

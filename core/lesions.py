@@ -28,6 +28,7 @@ COLUMNS = (
     "volume_ml",
     "longest_axial_diameter_mm",
     "mean_hu",
+    "confidence",
     "centroid_i",
     "centroid_j",
     "centroid_k",
@@ -50,6 +51,9 @@ class Lesion:
             slice, in mm (RECIST's measure), taking each voxel as the square it covers: a
             single voxel measures its in-plane diagonal.
         mean_hu: mean CT value over the lesion's voxels, in HU.
+        confidence: the model's mean lesion probability over the lesion's voxels (0-1), the
+            quantity the model card's ``lesion_threshold`` is applied to; ``None`` for a
+            label map without the model's probabilities (one read from disk, a reference).
         centroid_voxel: centre of mass in the scan's own (file-order) voxel indices.
         centroid_mm: the same point in RAS+ millimetres (scanner coordinates).
         first_slice, last_slice: the axial slices it spans, numbered in canonical RAS+
@@ -60,6 +64,7 @@ class Lesion:
     volume_ml: float
     longest_axial_diameter_mm: float
     mean_hu: float
+    confidence: float | None
     centroid_voxel: tuple[float, float, float]
     centroid_mm: tuple[float, float, float]
     first_slice: int
@@ -90,6 +95,7 @@ class LesionReport:
                 "volume_ml": round(lesion.volume_ml, 3),
                 "longest_axial_diameter_mm": round(lesion.longest_axial_diameter_mm, 1),
                 "mean_hu": round(lesion.mean_hu, 1),
+                "confidence": None if lesion.confidence is None else round(lesion.confidence, 2),
                 **{f"centroid_{axis}": round(v, 1) for axis, v in zip("ijk", lesion.centroid_voxel)},
                 **{f"centroid_{axis}_mm": round(v, 1) for axis, v in zip("xyz", lesion.centroid_mm)},
                 "first_slice": lesion.first_slice,
@@ -110,13 +116,17 @@ class LesionReport:
         """A summary line and the lesion table, aligned for the terminal."""
         burden = "n/a (no liver)" if self.burden_pct is None else f"{self.burden_pct:.1f} %"
         summary = f"liver {self.liver_ml:.1f} mL, lesions {self.lesion_ml:.1f} mL in {len(self.lesions)}, tumour burden {burden}"
-        table = [COLUMNS, *([str(row[column]) for column in COLUMNS] for row in self.rows())]
+        table = [COLUMNS, *(["" if row[column] is None else str(row[column]) for column in COLUMNS] for row in self.rows())]
         widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
         return "\n".join([summary, *("  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in table)])
 
 
-def analyse_lesions(labels: np.ndarray, scan: Scan) -> LesionReport:
-    """Measure every lesion of ``labels`` (0/1/2, voxel for voxel on ``scan``'s grid)."""
+def analyse_lesions(labels: np.ndarray, scan: Scan, lesion_probability: np.ndarray | None = None) -> LesionReport:
+    """Measure every lesion of ``labels`` (0/1/2, voxel for voxel on ``scan``'s grid).
+
+    ``lesion_probability`` (``Segmentation.lesion_probability``: 0-255 for 0-1 on the same
+    grid) gives each lesion its confidence.
+    """
     if labels.shape != scan.shape:
         raise ValueError(f"labels {labels.shape} are not on the scan's grid {scan.shape}")
     voxel_ml = scan.voxel_volume_ml
@@ -144,6 +154,7 @@ def analyse_lesions(labels: np.ndarray, scan: Scan) -> LesionReport:
                     _longest_diameter(plane, in_plane_spacing) for plane in np.moveaxis(mask, slice_axis, 0) if plane.any()
                 ),
                 mean_hu=float(scan.voxels[box][mask].mean()),
+                confidence=None if lesion_probability is None else float(lesion_probability[box][mask].mean()) / 255.0,
                 centroid_voxel=tuple(float(v) for v in centroid),
                 centroid_mm=tuple(float(v) for v in scan.affine[:3, :3] @ centroid + scan.affine[:3, 3]),
                 first_slice=int(slices[0]),

@@ -16,6 +16,8 @@ from core.errors import LiverSegError
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.pt"
+#: A cascade's first stage keeps its weights beside the second stage's.
+COARSE_WEIGHTS_FILE = "coarse.pt"
 
 
 @dataclass
@@ -35,6 +37,14 @@ class ModelCard:
         training: data (files, checksums, licences), split, augmentation, epochs, time,
             hardware, command to reproduce.
         metrics: validation metrics, per held-out case and summarised.
+        cascade: ``None`` for a single-stage model. For a two-stage cascade (nnU-Net's
+            lowres -> fullres, TotalSegmentator's fast -> full): ``{"coarse": {...},
+            "weights": "coarse.pt", "roi_margin_mm": mm}``, where ``coarse`` is the first
+            stage's own card (its fields as here), which finds the liver on the whole scan at
+            its coarse spacing; this card's own settings are the second stage's, which
+            segments liver and lesions only within ``roi_margin_mm`` of what the first found.
+        lesion_threshold: a predicted lesion is kept only when its mean lesion probability
+            (its confidence) is at least this; chosen on held-out cases (see ``metrics``).
     """
 
     name: str
@@ -48,6 +58,8 @@ class ModelCard:
     created: str = ""
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    cascade: dict | None = None
+    lesion_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         problems = []
@@ -60,8 +72,32 @@ class ModelCard:
             problems.append(f"patch_size must be three multiples of {divisor}")
         if self.denoise not in (None, "gaussian", "median"):
             problems.append("denoise must be null, 'gaussian' or 'median'")
+        if not 0.0 <= self.lesion_threshold < 1.0:
+            problems.append("lesion_threshold must be in [0, 1)")
+        if self.cascade is not None:
+            problems += self._cascade_problems()
         if problems:
             raise LiverSegError(f"model card {self.name!r} is invalid: {'; '.join(problems)}")
+
+    def _cascade_problems(self) -> list[str]:
+        cascade = self.cascade or {}
+        problems = []
+        if not isinstance(cascade.get("coarse"), dict):
+            return ["cascade.coarse must be the first stage's card"]
+        try:
+            ModelCard(**cascade["coarse"])
+        except (LiverSegError, TypeError) as error:
+            problems.append(f"cascade.coarse is not a valid card ({error})")
+        if not isinstance(cascade.get("roi_margin_mm"), (int, float)) or cascade["roi_margin_mm"] < 0:
+            problems.append("cascade.roi_margin_mm must be a distance in mm, 0 or more")
+        if cascade.get("weights") != COARSE_WEIGHTS_FILE:
+            problems.append(f"cascade.weights must be {COARSE_WEIGHTS_FILE!r}")
+        return problems
+
+    @property
+    def coarse(self) -> ModelCard | None:
+        """The first stage's card for a cascade, ``None`` for a single-stage model."""
+        return ModelCard(**self.cascade["coarse"]) if self.cascade else None
 
     @classmethod
     def load(cls, folder: Path) -> ModelCard:

@@ -1,7 +1,8 @@
 """The models on disk: list, load, register, remove, and which one is the default.
 
 Each model is a folder ``config.TRAINED_DIR/NAME/`` holding ``model.pt`` (a state
-dict, loaded only as weights) and ``card.json``. The default model's name is kept
+dict, loaded only as weights) and ``card.json``; a two-stage cascade also holds its
+first stage's weights, ``coarse.pt``, and describes both stages in its one card. The default model's name is kept
 in ``config.TRAINED_DIR/default.json`` (``{"model": NAME}``); without that file, or
 when it names a model that is gone, the newest shipped model is the default
 (then the newest of any kind), so a fresh checkout works with no set-up.
@@ -21,7 +22,7 @@ import torch
 from core import config
 from core.atomic import atomic_path, write_atomically
 from core.errors import LiverSegError
-from core.model_card import CARD_FILE, WEIGHTS_FILE, ModelCard
+from core.model_card import CARD_FILE, COARSE_WEIGHTS_FILE, WEIGHTS_FILE, ModelCard
 from core.unet import UNet
 
 DEFAULT_FILE = "default.json"
@@ -61,16 +62,38 @@ def model_dir(name: str) -> Path:
 
 
 def load_network(name: str) -> tuple[UNet, ModelCard]:
-    """The network of model ``name`` with its weights, in eval mode on the CPU, and its card."""
+    """The network of model ``name`` with its weights, in eval mode on the CPU, and its card.
+
+    For a cascade this is the second (fine) stage; ``load_coarse_network`` gives the first.
+    """
     return _load(model_dir(name), name)
+
+
+def load_coarse_network(name: str, card: ModelCard) -> UNet | None:
+    """The first stage of cascade ``name`` (``None`` when ``card`` is single-stage)."""
+    coarse = card.coarse
+    return None if coarse is None else _weights(model_dir(name) / COARSE_WEIGHTS_FILE, coarse, name)
+
+
+def load_folder(folder: Path) -> tuple[UNet, ModelCard, UNet | None]:
+    """A model from any folder (a training output, a cross-validation fold): network, card, first stage."""
+    folder = Path(folder)
+    card = ModelCard.load(folder)
+    network, coarse = _weights(folder / WEIGHTS_FILE, card, card.name), card.coarse
+    return network, card, None if coarse is None else _weights(folder / COARSE_WEIGHTS_FILE, coarse, card.name)
 
 
 def _load(folder: Path, name: str) -> tuple[UNet, ModelCard]:
     card = ModelCard.load(folder)
     card.name = name
-    weights = folder / WEIGHTS_FILE
+    return _weights(folder / WEIGHTS_FILE, card, name), card
+
+
+def _weights(weights: Path, card: ModelCard, name: str) -> UNet:
+    """The UNet that ``card`` describes with the state dict in ``weights``, in eval mode."""
     if not weights.is_file():
-        raise LiverSegError(f"model {name!r} has no weights file {WEIGHTS_FILE} in {folder}; retrain it or remove the folder")
+        raise LiverSegError(f"model {name!r} has no weights file {weights.name} in {weights.parent}; "
+                            "retrain it or remove the folder")
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises pickle, zip, EOF and runtime errors for damaged files
@@ -84,18 +107,25 @@ def _load(folder: Path, name: str) -> tuple[UNet, ModelCard]:
     except (RuntimeError, TypeError, AttributeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise LiverSegError(
-            f"the weights of model {name!r} do not match its card (channels {card.channels}, "
+            f"the weights of model {name!r} ({weights.name}) do not match its card (channels {card.channels}, "
             f"{len(card.labels)} labels): {first_line}; fix card.json or retrain the model"
         ) from None
-    return network.eval(), card
+    return network.eval()
 
 
-def save_model(network: torch.nn.Module, card: ModelCard, folder: Path) -> None:
-    """Write ``network``'s state dict and ``card`` into ``folder`` (each file atomically)."""
+def save_model(network: torch.nn.Module, card: ModelCard, folder: Path, coarse: torch.nn.Module | None = None) -> None:
+    """Write ``network``'s state dict (and a cascade's first stage, ``coarse``) and ``card`` into ``folder``.
+
+    Each file is written atomically and the card last, so a folder with a card is complete.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / WEIGHTS_FILE) as temporary:
-        torch.save({key: value.detach().cpu() for key, value in network.state_dict().items()}, temporary)
+    if (coarse is None) != (card.cascade is None):
+        raise ValueError("a cascade card needs its first stage's network, and only a cascade card takes one")
+    stages = [(WEIGHTS_FILE, network)] + ([(COARSE_WEIGHTS_FILE, coarse)] if coarse is not None else [])
+    for file, stage in stages:
+        with atomic_path(folder / file) as temporary:
+            torch.save({key: value.detach().cpu() for key, value in stage.state_dict().items()}, temporary)
     card.save(folder)
 
 
@@ -151,7 +181,7 @@ def register_model(folder: Path) -> str:
     staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))
     try:
         shutil.copytree(source, staging, ignore=shutil.ignore_patterns("checkpoints"), dirs_exist_ok=True)
-        _load(staging, card.name)  # refuse weights that do not fit the card before anything is visible
+        load_folder(staging)  # refuse weights that do not fit the card before anything is visible
         name = _claim_name(root, base)
         try:
             card.name, card.shipped = name, False

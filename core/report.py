@@ -49,6 +49,7 @@ LESION_HEADINGS = {
     "volume_ml": "Volume (mL)",
     "longest_axial_diameter_mm": "Longest diameter (mm)",
     "mean_hu": "Mean density (HU)",
+    "confidence": "Confidence",
     "slices": "Axial slices",
 }
 
@@ -61,6 +62,7 @@ def lesion_table(report: LesionReport) -> list[dict]:
             LESION_HEADINGS["volume_ml"]: row["volume_ml"],
             LESION_HEADINGS["longest_axial_diameter_mm"]: row["longest_axial_diameter_mm"],
             LESION_HEADINGS["mean_hu"]: row["mean_hu"],
+            LESION_HEADINGS["confidence"]: "–" if row["confidence"] is None else row["confidence"],
             LESION_HEADINGS["slices"]: f"{row['first_slice'] + 1}–{row['last_slice'] + 1}",
         }
         for row in report.rows()
@@ -147,6 +149,7 @@ def html_report(
     ]
     sections = [
         f"<h1>Liver segmentation report</h1><p class=warning>{html.escape(NOT_FOR_CLINICAL_USE)}</p>",
+        "".join(f"<p class=warning>{html.escape(warning)}</p>" for warning in segmentation.warnings),
         "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>",
         f'<div class="numbers"><div><b>{lesions.liver_ml:.0f} mL</b>liver volume</div>'
         f"<div><b>{len(lesions.lesions)}</b>lesions</div><div><b>{lesions.lesion_ml:.1f} mL</b>lesion volume</div>"

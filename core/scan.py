@@ -45,6 +45,31 @@ class Scan:
     def voxel_volume_ml(self) -> float:
         return float(np.prod(self.spacing)) / 1000.0
 
+    def box_around(self, mask: np.ndarray, mask_affine: np.ndarray) -> tuple[slice, slice, slice] | None:
+        """The box of this scan's voxels within one voxel of ``mask`` (on the grid of ``mask_affine``); None if empty.
+
+        Linear interpolation mixes the 8 grid voxels around a point, so a value from ``mask``'s
+        grid can only reach a scan voxel near one of them: one voxel of margin is enough.
+        """
+        found = np.argwhere(mask)
+        if not len(found):
+            return None
+        low, high = found.min(axis=0) - 1, found.max(axis=0) + 1
+        corners = np.array([[(low, high)[bit >> axis & 1][axis] for axis in range(3)] for bit in range(8)], dtype=float)
+        to_scan = np.linalg.inv(self.affine) @ mask_affine
+        points = corners @ to_scan[:3, :3].T + to_scan[:3, 3]
+        start = np.maximum(np.floor(points.min(axis=0)).astype(int) - 1, 0)
+        stop = np.minimum(np.ceil(points.max(axis=0)).astype(int) + 2, self.shape)
+        if np.any(stop <= start):
+            return None
+        return tuple(slice(int(a), int(b)) for a, b in zip(start, stop))  # type: ignore[return-value]
+
+    def crop(self, box: tuple[slice, slice, slice]) -> Scan:
+        """The voxels in ``box`` (a view, not a copy) with the affine that keeps them where they are in space."""
+        affine = self.affine.copy()
+        affine[:3, 3] = self.affine[:3, :3] @ [s.start for s in box] + self.affine[:3, 3]
+        return Scan(self.voxels[box], affine, self.source, self.details)
+
     def to_torchio(self) -> tio.ScalarImage:
         """The scan as a TorchIO image (channel-first tensor, same affine)."""
         return tio.ScalarImage(tensor=self.voxels[np.newaxis], affine=self.affine)

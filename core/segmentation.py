@@ -23,6 +23,11 @@ class Segmentation:
         device: where inference ran (``"cuda"``, ``"cpu"``), after any fallback.
         seconds: wall time per stage (read, preprocess, infer, post-process, ...).
         notes: what the user should know (a CPU fallback, a dropped component).
+        warnings: reasons to doubt the result (``core.anatomy``: an implausible liver volume
+            or position), shown prominently, never silently.
+        lesion_probability: the model's lesion probability on the scan's grid, 0-255 for
+            0-1 (uint8 keeps a 512x512x500 scan at 131 MB), where the lesion confidences
+            in ``core.lesions`` come from; ``None`` for label maps read from disk.
     """
 
     labels: np.ndarray
@@ -31,7 +36,11 @@ class Segmentation:
     device: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    lesion_probability: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.labels.shape != self.scan.voxels.shape:
             raise ValueError(f"labels {self.labels.shape} do not match scan {self.scan.voxels.shape}")
+        if self.lesion_probability is not None and self.lesion_probability.shape != self.labels.shape:
+            raise ValueError(f"lesion probabilities {self.lesion_probability.shape} do not match labels {self.labels.shape}")

@@ -79,7 +79,7 @@ from core.augment import augmentation, describe
 from core.data import Case, discover, licence, sha256
 from core.errors import LiverSegError
 from core.metrics import dice
-from core.model_card import CARD_FILE, ModelCard
+from core.model_card import CARD_FILE, COARSE_WEIGHTS_FILE, ModelCard
 from core.preprocess import preprocessing
 from core.segmentation import LESION, LIVER
 from core.sliding_window import sliding_window_probabilities
@@ -539,6 +539,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 # ----------------------------------------------------------------------------- the run
 
 
+def excluded_names(exclude: str | None) -> list[str]:
+    """The case names ``--exclude`` gives (separated by commas)."""
+    return sorted({name.strip() for name in (exclude or "").split(",") if name.strip()})
+
+
+def exclude_cases(cases: list[Case], exclude: str | None) -> list[Case]:
+    """``cases`` without those named in ``--exclude``."""
+    unwanted = set(excluded_names(exclude))
+    unknown = sorted(unwanted - {case.name for case in cases})
+    if unknown:
+        raise LiverSegError(f"--exclude names unknown case(s) {unknown}; the cases found are {sorted(c.name for c in cases)}")
+    kept = [case for case in cases if case.name not in unwanted]
+    if not kept:
+        raise LiverSegError(f"--exclude {exclude} leaves no case to train on; exclude fewer cases")
+    return kept
+
+
 def split_cases(cases: list[Case], val: str, seed: int) -> tuple[list[Case], list[Case]]:
     """(training cases, held-out validation cases) from ``--val``: a fraction, a count, or names."""
     names = {case.name for case in cases}
@@ -581,7 +598,25 @@ def _card(options: argparse.Namespace, name: str) -> tuple[ModelCard, torch.nn.M
                      patch_size=list(options.patch_size), denoise=None if options.denoise == "none" else options.denoise), None
 
 
-def evaluate_held_out(network: torch.nn.Module, card: ModelCard, cases: list[Case], device: str = "cpu") -> dict[str, dict]:
+def first_stage(options: argparse.Namespace) -> tuple[ModelCard, torch.nn.Module] | None:
+    """The cascade's first stage from ``--coarse`` (or kept from an ``--init`` cascade): its card and network."""
+    from core.registry import load_folder, model_dir
+
+    source = options.coarse or options.init
+    if source is None:
+        return None
+    folder = Path(source).expanduser()
+    folder = folder if (folder / CARD_FILE).is_file() else model_dir(source)
+    network, card, coarse = load_folder(folder)
+    if options.coarse is None:  # fine-tuning: a cascade keeps its first stage, a single-stage model has none
+        return None if card.cascade is None else (card.coarse, coarse)  # type: ignore[return-value]
+    if coarse is not None:
+        raise LiverSegError(f"--coarse {source}: that model is itself a cascade; give a single-stage model trained at a coarse spacing")
+    return card, network
+
+
+def evaluate_held_out(network: torch.nn.Module, card: ModelCard, cases: list[Case], device: str = "cpu",
+                      coarse: torch.nn.Module | None = None) -> dict[str, dict]:
     """Score ``network`` on whole held-out cases exactly as users get it, per case.
 
     Each scan goes through ``core.inference`` (preprocessing, sliding window,
@@ -594,7 +629,7 @@ def evaluate_held_out(network: torch.nn.Module, card: ModelCard, cases: list[Cas
     from core.io import read_label_map, read_scan
     from core.metrics import evaluate
 
-    segmenter = Segmenter.from_network(network, card, device=device)
+    segmenter = Segmenter.from_network(network, card, device=device, coarse=coarse)
     results = {}
     for case in cases:
         scan = read_scan(case.image)
@@ -687,10 +722,11 @@ def train_from_args(args: argparse.Namespace) -> Path:
     log = ProgressLog(out, fresh=not args.resume)
     report = discover([Path(d) for d in args.data])
     log.say(report.summary())
-    cases = report.require_cases()
+    cases = exclude_cases(report.require_cases(), args.exclude)
     train_cases, val_cases = split_cases(cases, args.val, args.seed)
     log.say(f"split (seed {args.seed}): train {[c.name for c in train_cases]}, validation {[c.name for c in val_cases]}")
     card, initial = _card(args, out.name)
+    stage_one = first_stage(args)  # before training: a wrong --coarse fails now, not after an hour
     L.seed_everything(args.seed, workers=True, verbose=False)
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else config.CACHE_DIR / "train"
     datamodule = CaseDataModule(train_cases, val_cases, card, cache_dir, args)
@@ -780,7 +816,7 @@ def train_from_args(args: argparse.Namespace) -> Path:
             for c in train_cases + val_cases
         ],
         "split": {"training": [c.name for c in train_cases], "validation": [c.name for c in val_cases], "seed": args.seed,
-                  "rule": f"--val {args.val}"},
+                  "rule": f"--val {args.val}", "excluded": excluded_names(args.exclude)},
         "augmentation": describe(args.augment, args.synthetic_lesions),
         "init": args.init,
         "epochs": trainer.current_epoch,
@@ -793,9 +829,14 @@ def train_from_args(args: argparse.Namespace) -> Path:
         "hardware": hardware,
         "options": {key: value for key, value in vars(args).items() if key not in ("run", "command")},
     }
+    coarse = None
+    if stage_one is not None:
+        coarse_card, coarse = stage_one
+        card.cascade = {"coarse": asdict(coarse_card), "weights": COARSE_WEIGHTS_FILE, "roi_margin_mm": args.roi_margin}
     if val_cases:
         log.say("scoring the best model on the held-out cases with the inference pipeline")
-        held_out = evaluate_held_out(network, card, val_cases, device="cuda" if hardware["accelerator"] == "cuda" else "cpu")
+        held_out = evaluate_held_out(network, card, val_cases, device="cuda" if hardware["accelerator"] == "cuda" else "cpu",
+                                     coarse=coarse)
         for name, scores in held_out.items():
             log.say(f"held out {name}: liver Dice {_number(scores['liver_dice'])}, lesion Dice {_number(scores['lesion_dice'])}")
         card.metrics = {
@@ -811,7 +852,7 @@ def train_from_args(args: argparse.Namespace) -> Path:
         card.metrics = {"measured_on": "none: no case was held out (--val 0), so this card makes no accuracy claim"}
     from core.registry import save_model
 
-    save_model(network, card, out)
+    save_model(network, card, out, coarse=coarse)
     log.record("end", epoch=trainer.current_epoch, step=trainer.global_step, status=status, model=str(out),
                elapsed_s=seconds, best_score=best["score"], best_epoch=best["epoch"])
     log.say(f"{status}: model written to {out} ({seconds / 60:.1f} min)")

@@ -65,6 +65,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--val", type=str, default="0.2", metavar="SPLIT",
                       help="held-out validation cases: a fraction (0.2), a count (3), or case names separated by commas; "
                            "0 for none")
+    data.add_argument("--exclude", type=str, default=None, metavar="CASES",
+                      help="case names (separated by commas) left out of training and validation entirely, "
+                           "e.g. the case a cross-validation fold is scored on")
     data.add_argument("--cache-dir", type=str, default=None, metavar="DIR",
                       help="where preprocessed cases are cached (default: .cache/train under the checkout)")
 
@@ -104,6 +107,12 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                        help="voxel size the model works at, mm (one value or three)")
     model.add_argument("--hu-window", type=float, nargs=2, default=_CARD.hu_window, metavar=("LOW", "HIGH"),
                        help="HU clipped to this window, then scaled to [-1, 1]")
+    model.add_argument("--coarse", type=str, default=None, metavar="MODEL",
+                       help="make a two-stage cascade: this model (a name in trained/ or a model folder), trained at a "
+                            "coarse spacing on whole scans, finds the liver's region; the model trained here segments "
+                            "within it. The fine stage trains as usual; the first stage's weights and card are copied in")
+    model.add_argument("--roi-margin", type=_non_negative, default=20.0, metavar="MM",
+                       help="with --coarse: how far beyond the first stage's liver the second stage may find liver")
     model.add_argument("--denoise", choices=["none", "gaussian", "median"], default="none",
                        help="noise reduction before the HU window")
 

@@ -150,7 +150,8 @@ default = registry.default_model()
 st.markdown(f"The Segment page uses **{default}**.")
 needed: dict[str, list[str]] = {}
 for job in jobs.JobRunner().jobs():
-    if job.active and job.request.init:
-        needed.setdefault(job.request.init, []).append(job.name)
+    for model in (job.request.init, job.request.coarse) if job.active else ():
+        if model:
+            needed.setdefault(model, []).append(job.name)
 for card in cards:
     model_panel(card, default, needed.get(card.name, []))

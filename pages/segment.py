@@ -229,7 +229,7 @@ def _segment(loaded: Loaded, model: str, device: str) -> Result | None:
     try:
         segmentation = _segmenter(model, device).segment(loaded.scan, progress)
         progress("Measuring the lesions", 1.0)
-        result = Result(segmentation, analyse_lesions(segmentation.labels, loaded.scan),
+        result = Result(segmentation, analyse_lesions(segmentation.labels, loaded.scan, segmentation.lesion_probability),
                         DisplayVolume.from_scan(loaded.scan, segmentation.labels))
     except LiverSegError as error:
         st.error(str(error), icon=":material/error:")
@@ -253,6 +253,8 @@ def _headline(loaded: Loaded, result: Result) -> None:
     device = {"cuda": "GPU"}.get(segmentation.device, segmentation.device.upper() or "?")
     st.caption(f"Done in {sum(segmentation.seconds.values()):.1f} s on the {device} with model *{segmentation.model}*."
                + (f" {SPACING_NOTE}: volumes are estimates." if loaded.sample else ""))
+    for warning in segmentation.warnings:  # an implausible liver: never silent
+        st.warning(warning, icon=":material/warning:")
     for note in segmentation.notes:  # what the engine did (a CPU fallback, specks removed): for the curious, kept small
         st.caption(f":material/info: {note[:1].upper()}{note[1:]}.")
 
@@ -352,6 +354,9 @@ def _lesion_table(loaded: Loaded, result: Result) -> None:
     st.markdown("**Lesions found** — click a row to show that lesion in the viewer.")
     decimals = {heading: st.column_config.NumberColumn(format=f"%.{places}f")
                 for heading, places in (("Volume (mL)", 2), ("Longest diameter (mm)", 1), ("Mean density (HU)", 0))}
+    decimals["Confidence"] = st.column_config.NumberColumn(
+        format="%.2f", help="The model's mean lesion probability over the lesion (0-1). Lesions below the model's "
+                            "threshold (chosen on held-out scans; see its card on the Models page) are not shown.")
     st.dataframe(pd.DataFrame(rows), hide_index=True, on_select=lambda: _lesion_chosen(result), selection_mode="single-row",
                  key="lesion_table", width="stretch", column_config=decimals)
     if loaded.sample:

@@ -279,6 +279,12 @@ def new_job_form() -> None:
     init = None
     if start == "fine-tune":
         init = columns[1].selectbox("Model to fine-tune", [card.name for card in cards])
+    single_stage = [card.name for card in cards if card.cascade is None]
+    coarse = columns[1].selectbox(
+        "First stage (cascade)", [None, *single_stage], format_func=lambda name: "none: one stage" if name is None else name,
+        disabled=init is not None or not single_stage,
+        help="A model trained at a coarse spacing (e.g. 5 mm) on whole scans. It finds the liver's region; the model "
+             "trained here then segments only within it, so neighbouring organs are not taken for liver.")
     gpus = jobs.gpu_count()
     device = columns[2].radio("Device", list(jobs.DEVICES), horizontal=True, help="auto takes a GPU when there is one.")
     columns[2].caption(f"{gpus} GPU(s) found: each runs one job at a time." if gpus else "No GPU found: training runs on the CPU.")
@@ -309,7 +315,8 @@ def new_job_form() -> None:
                    if changed(option, value) and not (init and option.group.startswith("model"))}
         try:
             job = runner.submit(jobs.TrainingRequest(name=name.strip(), data=[str(choice.folder) for choice in selected],
-                                                     init=init, device=device, options=options))
+                                                     init=init, device=device, options=options,
+                                                     coarse=None if init else coarse))
         except LiverSegError as error:
             st.error(str(error))
             return

@@ -1,4 +1,5 @@
 import threading
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -95,7 +96,7 @@ def test_resampling_only_the_box_around_the_organ_changes_nothing(monkeypatch):
     scan, _ = class_scan("PIR", shape=(80, 64, 48), spacing=(2.0, 2.0, 2.5))
     boxed = segmenter.segment(scan).labels
     assert boxed.any() and not boxed.all()
-    monkeypatch.setattr(inference, "_scan_box", lambda mask, affine, scan: tuple(slice(0, n) for n in scan.shape))
+    monkeypatch.setattr(Scan, "box_around", lambda scan, mask, affine: tuple(slice(0, n) for n in scan.shape))
     np.testing.assert_array_equal(segmenter.segment(scan).labels, boxed)
 
 
@@ -112,7 +113,7 @@ def test_cuda_out_of_memory_finishes_on_the_cpu(segmenter, monkeypatch):
 
     monkeypatch.setattr(inference, "sliding_window_probabilities", sliding_window)
     on_gpu = Segmenter.from_network(NearestIntensity(CARD), CARD)
-    on_gpu.device = torch.device("cuda")  # what resolve_device("auto") gives on a GPU machine
+    on_gpu._fine.device = torch.device("cuda")  # what resolve_device("auto") gives on a GPU machine (no .to() here)
     scan, truth = class_scan("LPS")
     result = on_gpu.segment(scan)
     assert asked == [("cuda", True), ("cpu", False)]  # mixed precision on the GPU only
@@ -180,3 +181,45 @@ def test_precision_decides_mixed_precision_on_the_cpu(precision, cpu_amp, monkey
 def test_an_unknown_precision_is_refused():
     with pytest.raises(LiverSegError, match="unknown precision 'half'"):
         Segmenter.from_network(NearestIntensity(CARD), CARD, precision="half")
+
+
+COARSE = ModelCard(name="coarse", channels=[8, 16], spacing_mm=[8.0, 8.0, 8.0], hu_window=[-200.0, 250.0], patch_size=[32, 32, 32])
+CASCADE = ModelCard(name="cascade", channels=CARD.channels, spacing_mm=CARD.spacing_mm, hu_window=CARD.hu_window,
+                    patch_size=CARD.patch_size, cascade={"coarse": asdict(COARSE), "weights": "coarse.pt", "roi_margin_mm": 10.0})
+
+
+class Nothing(nn.Module):
+    """A first stage that finds no liver anywhere."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.ones_like(x), torch.zeros_like(x), torch.zeros_like(x)], dim=1) * 10
+
+
+def test_a_cascade_locates_first_then_segments_within_the_region(segmenter):
+    cascade = Segmenter.from_network(NearestIntensity(CASCADE), CASCADE, coarse=NearestIntensity(COARSE))
+    scan, truth = class_scan("LPS")
+    far = scan.voxels.copy()
+    far[:4, :4, :4] = CLASS_HU[1]  # liver-like, 100+ mm from the liver: outside the first stage's region
+    calls = []
+    result = cascade.segment(Scan(far, scan.affine), progress=lambda stage, fraction: calls.append(stage))
+    assert list(result.seconds) == ["locate", "preprocess", "infer", "postprocess"] and calls[0] == "locate"
+    assert dice(result.labels > 0, truth > 0) > 0.95 and dice(result.labels == 2, truth == 2) > 0.8
+    assert not result.labels[:4, :4, :4].any()
+    # Outside the region nothing was even computed: no "removed region" note, unlike one stage alone.
+    assert not any(note.startswith("removed") for note in result.notes)
+    assert any(note.startswith("removed 1 region") for note in segmenter.segment(Scan(far, scan.affine)).notes)
+
+
+def test_a_cascade_whose_first_stage_finds_nothing_searches_the_whole_scan(segmenter):
+    cascade = Segmenter.from_network(NearestIntensity(CASCADE), CASCADE, coarse=Nothing())
+    scan, _ = class_scan("RAS")
+    result = cascade.segment(scan)
+    assert "the first stage found no liver, so the second searched the whole scan" in result.notes
+    np.testing.assert_array_equal(result.labels, segmenter.segment(scan).labels)
+
+
+def test_a_cascade_card_and_its_first_stage_come_together():
+    with pytest.raises(LiverSegError, match="needs its first stage"):
+        Segmenter.from_network(NearestIntensity(CASCADE), CASCADE)
+    with pytest.raises(LiverSegError, match="only a cascade takes one"):
+        Segmenter.from_network(NearestIntensity(CARD), CARD, coarse=Nothing())

@@ -125,3 +125,20 @@ def test_the_sample_lesion_burden(sample_paths):
     assert report.liver_ml == pytest.approx((485_268 + 130_083) * voxel_ml)
     assert sum(lesion.volume_ml for lesion in report.lesions) == pytest.approx(report.lesion_ml)
     assert all(-100 < lesion.mean_hu < 200 for lesion in report.lesions)  # soft tissue, not air or bone
+
+
+def test_confidence_is_the_mean_lesion_probability_and_absent_without_probabilities():
+    scan, labels = scan_and_labels()
+    labels[5:25, 5:25, 1:11] = LIVER
+    labels[10:14, 10:14, 3:5] = LESION
+    probability = np.zeros(labels.shape, np.uint8)
+    probability[10:14, 10:14, 3:5] = 204  # 0.8
+    probability[10, 10, 3] = 0
+    [lesion] = analyse_lesions(labels, scan, probability).lesions
+    assert lesion.confidence == pytest.approx(0.8 * 31 / 32)
+    [row] = list(csv.DictReader(io.StringIO(analyse_lesions(labels, scan, probability).to_csv())))
+    assert row["confidence"] == "0.78"
+    [without] = analyse_lesions(labels, scan).lesions
+    assert without.confidence is None
+    [row] = list(csv.DictReader(io.StringIO(analyse_lesions(labels, scan).to_csv())))
+    assert row["confidence"] == ""

@@ -57,3 +57,23 @@ def test_no_liver_gives_an_empty_map_and_says_so():
     labels = np.zeros((10, 10, 10), np.uint8)
     cleaned, notes = postprocess(labels, (1.0, 1.0, 1.0))
     assert not cleaned.any() and notes == ["no liver was found in this scan"]
+
+
+def test_lesions_below_the_confidence_threshold_become_liver():
+    from core.postprocess import drop_unconfident_lesions, lesion_confidences
+
+    labels = liver_box()
+    labels[6:9, 6:9, 6:9] = 2  # a confident lesion
+    labels[14:17, 14:17, 10:13] = 2  # an unsure one
+    probability = np.zeros(labels.shape, np.float32)
+    probability[6:9, 6:9, 6:9] = 0.9
+    probability[14:17, 14:17, 10:13] = 0.45
+    probability[14, 14, 10] = 0.9  # one sure voxel does not make the lesion sure: the mean counts
+    _, confidences = lesion_confidences(labels, probability)
+    assert sorted(np.round(confidences, 3)) == [round((26 * 0.45 + 0.9) / 27, 3), 0.9]
+    cleaned, notes = drop_unconfident_lesions(labels, probability, threshold=0.5)
+    assert (cleaned[6:9, 6:9, 6:9] == 2).all() and (cleaned[14:17, 14:17, 10:13] == 1).all()
+    assert notes == ["dropped 1 lesion(s) with confidence below 0.50 (the model card's threshold)"]
+    unchanged, notes = drop_unconfident_lesions(labels, probability, threshold=0.4)
+    np.testing.assert_array_equal(unchanged, labels)
+    assert notes == []

@@ -177,3 +177,31 @@ def test_ddp_on_two_cpu_processes(phantoms, tmp_path):
     # 2 training volumes x 2 patches, shared by 2 processes with batches of 2: one step each.
     assert card.training["steps"] == start["steps_per_epoch"] == 1
     assert set(card.metrics["cases"]) == {"case0"}
+
+
+def test_exclude_leaves_a_case_out_of_training_and_validation(phantoms, tmp_path):
+    out = run("--data", str(phantoms), "--out", str(tmp_path / "fold"), "--val", "0", "--exclude", "case0", "--epochs", "1",
+              "--cache-dir", str(tmp_path / "cache"), *TINY)
+    split = ModelCard.load(out).training["split"]
+    assert sorted(split["training"]) == ["case1", "case2"] and split["validation"] == [] and split["excluded"] == ["case0"]
+    with pytest.raises(LiverSegError, match="--exclude names unknown case"):
+        run("--data", str(phantoms), "--out", str(tmp_path / "x"), "--exclude", "case9", *TINY)
+
+
+def test_coarse_makes_a_cascade_that_carries_its_first_stage(phantoms, tmp_path, monkeypatch):
+    coarse = run("--data", str(phantoms), "--out", str(tmp_path / "coarse"), "--val", "0", "--epochs", "1",
+                 "--cache-dir", str(tmp_path / "cache"), *TINY[:-4], "--spacing", "12", "--accelerator", "cpu")
+    fine = run("--data", str(phantoms), "--out", str(tmp_path / "cascade"), "--val", "case0", "--epochs", "1",
+               "--coarse", str(coarse), "--roi-margin", "15", "--cache-dir", str(tmp_path / "cache"), *TINY)
+    card = ModelCard.load(fine)
+    assert card.cascade["roi_margin_mm"] == 15 and card.coarse.spacing_mm == [12.0, 12.0, 12.0]
+    assert card.spacing_mm == [6.0, 6.0, 6.0] and (fine / "coarse.pt").is_file()
+    assert "case0" in card.metrics["cases"]  # held-out scoring ran through the cascade
+    monkeypatch.setattr(config, "TRAINED_DIR", tmp_path)
+    from core.inference import Segmenter
+    from core.phantom import make_phantom
+
+    result = Segmenter("cascade").segment(make_phantom(shape=(40, 36, 24), spacing=(6.0, 6.0, 6.0), seed=5)[0])
+    assert "locate" in result.seconds
+    with pytest.raises(LiverSegError, match="itself a cascade"):
+        run("--data", str(phantoms), "--out", str(tmp_path / "again"), "--coarse", str(fine), *TINY)
