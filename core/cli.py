@@ -119,6 +119,22 @@ def _train(args: argparse.Namespace) -> None:
     train_from_args(args)
 
 
+def _cross_validate(args: argparse.Namespace) -> None:
+    from core.cross_validation import cross_validate, markdown_table, record_in_card
+    from core.model_card import CARD_FILE
+    from core.registry import model_dir
+
+    folder = args.model if (args.model / CARD_FILE).is_file() else model_dir(str(args.model))
+    work = args.work or Path(".cache") / "cv" / folder.name
+    results = cross_validate(folder, work, log=lambda line: print(line, file=sys.stderr))
+    print(markdown_table(results))
+    chosen = results["lesion_threshold"]
+    print(f"lesion threshold chosen on the out-of-fold predictions: {chosen['threshold']} (pooled detection F1 {chosen['f1']})")
+    if args.write_card:
+        record_in_card(folder, results)
+        print(f"written into {folder / CARD_FILE}")
+
+
 def _sample(args: argparse.Namespace) -> None:
     from core.sample import ensure_sample
 
@@ -185,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train or fine-tune a model on labelled CT")
     add_train_arguments(train)
     train.set_defaults(run=_train)
+
+    validate = commands.add_parser("cross-validate", help="leave-one-case-out cross-validation of a model's own recipe")
+    validate.add_argument("model", type=Path, help="model name in trained/, or a model folder; its card's training "
+                                                   "commands are the recipe (both stages of a cascade)")
+    validate.add_argument("--work", type=Path, help="where the fold models go (default .cache/cv/MODEL); finished folds "
+                                                    "with the same recipe are reused, interrupted ones resumed")
+    validate.add_argument("--write-card", action="store_true",
+                          help="record the table in the model's card and apply the lesion threshold chosen on the folds")
+    validate.set_defaults(run=_cross_validate)
 
     sample = commands.add_parser("sample", help="fetch the built-in sample scan (LiTS 117) once")
     sample.set_defaults(run=_sample)
