@@ -8,6 +8,7 @@ excluded. Usage::
 
     .venv/bin/python benchmarks/train_speed.py                 # CPU, the configurations below
     .venv/bin/python benchmarks/train_speed.py --accelerator gpu --patches 200
+    .venv/bin/python benchmarks/train_speed.py --only 0 1 2 3 --patches 24   # float32 against bfloat16, both stages
 
 Each configuration is "channels / patch / spacing"; results go to stdout and
 ``benchmarks/results/train_speed.json``. On a machine shared with other work the
@@ -19,30 +20,37 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the checkout is the package root
 from core import config
 from core.cli import build_parser
 from core.sample import ensure_sample
 from core.train import PROGRESS_FILE, train_from_args
 
+#: The shipped cascade's two stages (fine: 8-64 at 2 mm; coarse: 16-128 at 5 mm), each in float32 and bfloat16,
+#: then all threads and a bigger fine stage.
 CONFIGURATIONS = [
-    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 1},
-    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 0},
-    {"channels": [16, 32, 64, 128], "patch": 96, "spacing": 2.0, "threads": 0},
+    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 1, "precision": "32-true"},
+    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 1, "precision": "bf16-mixed"},
+    {"channels": [16, 32, 64, 128], "patch": 48, "spacing": 5.0, "threads": 1, "precision": "32-true"},
+    {"channels": [16, 32, 64, 128], "patch": 48, "spacing": 5.0, "threads": 1, "precision": "bf16-mixed"},
+    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 0, "precision": "32-true"},
+    {"channels": [16, 32, 64, 128], "patch": 96, "spacing": 2.0, "threads": 0, "precision": "32-true"},
 ]
 
 
 def measure(configuration: dict, patches: int, accelerator: str, workdir: Path) -> dict:
-    out = workdir / f"c{configuration['channels'][0]}-p{configuration['patch']}-t{configuration['threads']}"
+    out = workdir / f"c{configuration['channels'][0]}-p{configuration['patch']}-t{configuration['threads']}-{configuration['precision']}"
     argv = [
         "train", "--data", str(ensure_sample()[0].parent), "--out", str(out), "--val", "0", "--epochs", "1",
         "--patches-per-epoch", str(patches), "--samples-per-volume", "8", "--batch-size", "2",
         "--patch-size", *[str(configuration["patch"])] * 3, "--channels", *map(str, configuration["channels"]),
         "--spacing", str(configuration["spacing"]), "--accelerator", accelerator, "--cache-dir", str(workdir / "cache"),
-        "--threads", str(configuration["threads"]),
+        "--threads", str(configuration["threads"]), "--precision", configuration["precision"],
     ]
     started = time.perf_counter()
     train_from_args(build_parser().parse_args(argv))
@@ -67,11 +75,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patches", type=int, default=48, help="patches per configuration")
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--only", type=int, nargs="+", metavar="N", help="run only these configurations (0-based)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="train-speed-"))
     results = []
     try:
-        for configuration in CONFIGURATIONS:
+        for index, configuration in enumerate(CONFIGURATIONS):
+            if args.only is not None and index not in args.only:
+                continue
             result = measure(configuration, args.patches, args.accelerator, workdir)
             results.append(result)
             threads = result["threads"] or "all"
