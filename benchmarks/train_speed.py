@@ -27,9 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the checkout is the package root
 from core import config
-from core.cli import build_parser
 from core.sample import ensure_sample
-from core.train import PROGRESS_FILE, train_from_args
+from core.training.options import parse
+from core.training.progress import PROGRESS_FILE
+from core.training.run import train
 
 #: The shipped cascade's two stages (fine: 8-64 at 2 mm; coarse: 16-128 at 5 mm), each in float32 and bfloat16,
 #: then all threads and a bigger fine stage.
@@ -46,14 +47,14 @@ CONFIGURATIONS = [
 def measure(configuration: dict, patches: int, accelerator: str, workdir: Path) -> dict:
     out = workdir / f"c{configuration['channels'][0]}-p{configuration['patch']}-t{configuration['threads']}-{configuration['precision']}"
     argv = [
-        "train", "--data", str(ensure_sample()[0].parent), "--out", str(out), "--val", "0", "--epochs", "1",
+        "--data", str(ensure_sample()[0].parent), "--out", str(out), "--val", "0", "--epochs", "1",
         "--patches-per-epoch", str(patches), "--samples-per-volume", "8", "--batch-size", "2",
         "--patch-size", *[str(configuration["patch"])] * 3, "--channels", *map(str, configuration["channels"]),
         "--spacing", str(configuration["spacing"]), "--accelerator", accelerator, "--cache-dir", str(workdir / "cache"),
         "--threads", str(configuration["threads"]), "--precision", configuration["precision"],
     ]
     started = time.perf_counter()
-    train_from_args(build_parser().parse_args(argv))
+    train(parse(argv))
     wall = time.perf_counter() - started
     records = [json.loads(line) for line in (out / PROGRESS_FILE).read_text(encoding="utf-8").splitlines()]
     steps = [r for r in records if r["event"] == "step"]

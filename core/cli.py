@@ -114,9 +114,10 @@ def _lesions(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from core.train import train_from_args
+    from core.training.options import TrainOptions
+    from core.training.run import train
 
-    train_from_args(args)
+    train(TrainOptions.from_namespace(args))
 
 
 def _cross_validate(args: argparse.Namespace) -> None:
@@ -196,10 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     lesions.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     lesions.set_defaults(run=_lesions)
 
-    from core.train_config import add_train_arguments  # light: argparse only, no torch
+    from core.training.options import add_arguments  # light: argparse only, no torch
 
     train = commands.add_parser("train", help="train or fine-tune a model on labelled CT")
-    add_train_arguments(train)
+    add_arguments(train)
     train.set_defaults(run=_train)
 
     validate = commands.add_parser("cross-validate", help="leave-one-case-out cross-validation of a model's own recipe")

@@ -21,7 +21,6 @@ stopped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import subprocess
@@ -33,12 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from core.atomic import write_atomically
-from core.data import Case, discover
 from core.errors import LiverSegError
 from core.metrics import evaluate
 from core.model_card import CARD_FILE, ModelCard
 from core.postprocess import drop_unconfident_lesions
 from core.segmentation import LESION
+from core.training.discovery import Case, discover
+from core.training.options import parse
 
 #: Lesion-confidence thresholds tried on the out-of-fold predictions.
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.3, 0.951, 0.05))
@@ -62,24 +62,12 @@ def recipe(card: ModelCard) -> list[list[str]]:
     return commands
 
 
-def _parse(arguments: list[str]) -> argparse.Namespace:
-    from core.cli import build_parser
-
-    return build_parser().parse_args(["train", *arguments])
-
-
 def _fold_arguments(arguments: list[str], held_out: str, out: Path, coarse: Path | None) -> list[str]:
     """``arguments`` with ``held_out`` excluded, written to ``out``, attached to the fold's own first stage."""
-    from core.train_config import add_train_arguments, command_line
-
-    args = _parse(arguments)
-    excluded = {name for name in (args.exclude or "").split(",") if name} | {held_out}
-    args.exclude, args.out, args.resume = ",".join(sorted(excluded)), str(out), False
-    if coarse is not None:
-        args.coarse = str(coarse)
-    parser = argparse.ArgumentParser()
-    add_train_arguments(parser)
-    return shlex.split(command_line(args, parser))[4:]
+    options = parse(arguments)
+    options = replace(options, exclude=",".join(sorted({*options.excluded, held_out})), out=str(out), resume=False,
+                      coarse=options.coarse if coarse is None else str(coarse))
+    return options.arguments()
 
 
 def _same_recipe(folder: Path, arguments: list[str]) -> bool:
@@ -87,9 +75,8 @@ def _same_recipe(folder: Path, arguments: list[str]) -> bool:
     if not (folder / CARD_FILE).is_file():
         return False
     recorded = ModelCard.load(folder).training.get("options", {})
-    wanted = vars(_parse(arguments))
-    for key, value in wanted.items():
-        if key in _PER_FOLD or key in ("run", "command"):
+    for key, value in parse(arguments).record().items():
+        if key in _PER_FOLD:
             continue
         if key == "data":
             if sorted(str(Path(d).resolve()) for d in recorded.get("data", [])) != sorted(str(Path(d).resolve()) for d in value):
@@ -184,7 +171,7 @@ def cross_validate(model_folder: Path, work: Path, log=print) -> dict:
     """Run the model's recipe once per held-out labelled case; return (and write to ``work``) the results."""
     card = ModelCard.load(model_folder)
     stages = recipe(card)
-    data = _parse(stages[-1]).data
+    data = parse(stages[-1]).data
     cases = discover([Path(d) for d in data]).require_cases()
     if len(cases) < 2:
         raise LiverSegError(f"cross-validation needs at least two labelled cases; {data} hold {len(cases)}")

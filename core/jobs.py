@@ -72,6 +72,8 @@ from core.atomic import write_atomically
 from core.errors import LiverSegError
 from core.model_card import CARD_FILE
 from core.paths import inside_data_dirs
+from core.training.options import RUNNER_OPTIONS, parse
+from core.training.progress import read_progress
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 ACTIVE = (QUEUED, RUNNING)
@@ -83,12 +85,6 @@ CANCEL_GRACE_S = 10.0
 
 CONFIG_FILE, STATUS_FILE, LOCK_FILE, CANCEL_FILE = "config.json", "status.json", "lock", "cancel"
 LOG_FILE, SUPERVISOR_LOG = "log.txt", "supervisor.log"
-#: The training writes one JSON object per line here, inside its output folder (schema: ``core.train``).
-PROGRESS_FILE = "progress.jsonl"
-
-#: Options of ``python -m core train`` that the runner sets itself, so the Train page does not offer them.
-#: ``cache_dir`` too: a folder chosen from the browser could point anywhere on the server.
-RUNNER_OPTIONS = frozenset({"help", "data", "out", "init", "coarse", "resume", "devices", "accelerator", "strategy", "num_nodes", "cache_dir"})
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -161,20 +157,8 @@ class Job:
         return (end - datetime.fromisoformat(self.started)).total_seconds()
 
     def progress(self) -> list[dict]:
-        """The training's progress records, oldest first (a line still being written is skipped)."""
-        try:
-            text = (self.output / PROGRESS_FILE).read_text(errors="replace")
-        except FileNotFoundError:
-            return []
-        records = []
-        for line in text.splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-        return records
+        """The training's progress records, oldest first (``core.training.progress``)."""
+        return read_progress(self.output)
 
     def log_tail(self, lines: int = 30) -> str:
         """The last ``lines`` lines of the training's output."""
@@ -187,126 +171,11 @@ class Job:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def best_validation(records: list[dict]) -> dict[str, float]:
-    """Best validation Dice per structure over the run's ``"validation"`` records (``{"liver_dice": 0.91, ...}``)."""
-    best: dict[str, float] = {}
-    for record in records:
-        if record.get("event") != "validation":
-            continue
-        for key in ("liver_dice", "lesion_dice"):
-            value = record.get(key)
-            if isinstance(value, (int, float)) and value == value:  # null and NaN never count as best
-                best[key] = max(best.get(key, value), value)
-    return best
-
-
 def now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------- requests
-
-
-class _Parser(argparse.ArgumentParser):
-    """The train parser, raising ``LiverSegError`` instead of exiting."""
-
-    def error(self, message: str):  # type: ignore[override]
-        raise LiverSegError(f"training options: {message}")
-
-
-def train_parser() -> argparse.ArgumentParser:
-    """``python -m core train``'s own option definitions (``core.train_config``)."""
-    from core.train_config import add_train_arguments
-
-    parser = _Parser(prog="python -m core train", add_help=False)
-    add_train_arguments(parser)
-    return parser
-
-
-@dataclass
-class TrainingOption:
-    """One ``python -m core train`` option offered on the Train page, from its argparse definition.
-
-    Attributes:
-        name: the option's name in ``TrainingRequest.options`` (``"patch_size"`` for ``--patch-size``).
-        group: its argparse group title (``"schedule"``, ...), for laying options out.
-        kind: ``"int"``, ``"float"``, ``"choice"``, ``"flag"`` or ``"text"``.
-        count: values it takes: 1, a fixed number (``--patch-size X Y Z``: 3), or ``None`` for one or more.
-    """
-
-    name: str
-    group: str
-    default: object
-    help: str
-    kind: str
-    count: int | None = 1
-    choices: list | None = None
-
-
-def _kind(action: argparse.Action) -> str:
-    """What widget an option needs; its ``type`` is a validating function, so ask it what it accepts."""
-    if action.choices:
-        return "choice"
-    if action.nargs == 0:
-        return "flag"
-    if action.type in (None, str):
-        return "text"
-    if _accepts(action.type, "0.5"):
-        return "float"
-    return "int" if _accepts(action.type, "1") else "text"
-
-
-def _accepts(function: Callable, text: str) -> bool:
-    try:
-        function(text)
-    except (TypeError, ValueError, argparse.ArgumentTypeError):
-        return False
-    return True
-
-
-def training_options() -> list[TrainingOption]:
-    """The hyperparameters a user may set, with the CLI's defaults and help (nothing is defined twice)."""
-    options = []
-    for group in train_parser()._action_groups:  # argparse exposes its definitions only here
-        for action in group._group_actions:
-            if action.dest in RUNNER_OPTIONS or not action.option_strings:
-                continue
-            count = 1 if action.nargs is None else action.nargs if isinstance(action.nargs, int) else None
-            options.append(TrainingOption(action.dest, group.title or "", action.default, action.help or "", _kind(action),
-                                          count, list(action.choices) if action.choices else None))
-    return options
-
-
-@dataclass
-class DataChoice:
-    """A folder the Train page offers as training data, with what ``core.data.discover`` finds in it."""
-
-    folder: Path
-    label: str
-    cases: list
-    unlabelled: list[Path]
-    refused: list[str]
-
-
-def data_choices() -> list[DataChoice]:
-    """Each configured data folder holding files of its own, and each folder directly inside one.
-
-    Every choice is discovered on its own, exactly as the training will discover it.
-    """
-    from core.data import discover
-
-    choices = []
-    for root in (root.resolve() for root in config.data_dirs()):
-        if not root.is_dir():
-            continue
-        entries = sorted(entry for entry in root.iterdir() if not entry.name.startswith("."))
-        folders = [entry for entry in entries if entry.is_dir() and entry.resolve().is_relative_to(root)]
-        if any(entry.is_file() and entry.name != "README.md" for entry in entries):
-            folders.insert(0, root)
-        for folder in folders:
-            report = discover([folder])
-            choices.append(DataChoice(folder, str(folder.relative_to(root.parent)), report.cases, report.unlabelled, report.refused))
-    return choices
 
 
 def training_command(request: TrainingRequest, output: Path) -> list[str]:
@@ -330,8 +199,8 @@ def training_command(request: TrainingRequest, output: Path) -> list[str]:
             arguments += [flag, *map(str, value)]
         else:
             arguments += [flag, str(value)]
-    train_parser().parse_args(arguments[1:])
-    return [sys.executable, "-m", "core", *arguments]
+    options = parse(arguments[1:])  # the CLI's own definitions: a bad value fails here, not in the job
+    return [sys.executable, "-m", "core", "train", *options.arguments()]
 
 
 def check_request(request: TrainingRequest) -> TrainingRequest:

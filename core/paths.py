@@ -50,11 +50,13 @@ def files_inside(folder: Path, roots: Sequence[Path] | None = None) -> Iterator[
     """Every regular file under ``folder`` (itself checked), skipping links that lead out of the data folders.
 
     For dataset discovery: a case file that is a link to ``/etc/shadow`` is never opened.
+    Hidden files and folders (``.name``) are skipped; folders are visited in name order.
     """
     roots = _roots(roots)
     folder = inside_data_dirs(folder, roots)
-    for parent, _, names in os.walk(folder):  # os.walk does not follow links to folders
+    for parent, folders, names in os.walk(folder):  # os.walk does not follow links to folders
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
         for name in sorted(names):
             real = (Path(parent) / name).resolve()
-            if real.is_file() and any(real.is_relative_to(root) for root in roots):
+            if not name.startswith(".") and real.is_file() and any(real.is_relative_to(root) for root in roots):
                 yield Path(parent) / name

@@ -7,7 +7,6 @@ reads its record, so closing the tab or restarting the app loses nothing.
 from __future__ import annotations
 
 import math
-import time
 from datetime import datetime
 
 import pandas as pd
@@ -16,6 +15,9 @@ import streamlit as st
 
 from core import config, jobs, registry
 from core.errors import LiverSegError
+from core.training import discovery, progress
+from core.training.options import TrainingOption, training_options
+from core.training.progress import END, START, STEP, VALIDATION, events
 
 #: How often the job panel refreshes itself while a job is queued or running (s).
 REFRESH_S = 2.0
@@ -41,23 +43,9 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def events(records: list[dict], event: str) -> list[dict]:
-    """The progress records of one kind (``core.train``'s schema: start, step, validation, end)."""
-    return [record for record in records if record.get("event") == event]
-
-
 def fraction_done(job: jobs.Job, records: list[dict]) -> tuple[float, float | None]:
-    """Fraction of the run done and the seconds left, from the latest step record."""
-    if job.state == jobs.SUCCEEDED:
-        return 1.0, 0.0
-    steps = events(records, "step")
-    if not steps:
-        return 0.0, None
-    latest = steps[-1]
-    eta = latest.get("eta_s")
-    # The ETA was right when written; count the time since then off it.
-    left = max(0.0, eta - (time.time() - latest.get("time", time.time()))) if isinstance(eta, (int, float)) else None
-    return min(1.0, max(0.0, float(latest.get("progress") or 0.0))), left
+    """Fraction of the run done and the seconds left."""
+    return (1.0, 0.0) if job.state == jobs.SUCCEEDED else progress.fraction_done(records)
 
 
 def latest(records: list[dict], key: str, form: str) -> str:
@@ -69,7 +57,7 @@ def latest(records: list[dict], key: str, form: str) -> str:
 
 
 def loss_figure(records: list[dict]) -> go.Figure:
-    steps = [record for record in events(records, "step") if isinstance(record.get("loss"), (int, float))]
+    steps = [record for record in events(records, STEP) if isinstance(record.get("loss"), (int, float))]
     figure = go.Figure(go.Scatter(x=[r.get("step") for r in steps], y=[r["loss"] for r in steps], mode="lines+markers",
                                   name="loss", line={"color": "#1f77b4"}))
     figure.update_layout(title="Training loss (Dice + cross-entropy)", xaxis_title="step", yaxis_title="loss",
@@ -78,7 +66,7 @@ def loss_figure(records: list[dict]) -> go.Figure:
 
 
 def dice_figure(records: list[dict]) -> go.Figure:
-    validations = events(records, "validation")
+    validations = events(records, VALIDATION)
     figure = go.Figure()
     for key, name, colour in (("liver_dice", "liver", "#d62728"), ("lesion_dice", "lesion", "#2ca02c")):
         points = [record for record in validations if isinstance(record.get(key), (int, float))]
@@ -93,11 +81,11 @@ def dice_figure(records: list[dict]) -> go.Figure:
 @st.cache_data(max_entries=500)
 def ended_summary(job_id: str, ended: str) -> dict[str, float]:
     """Best validation Dice of an ended job: its progress no longer changes, so read it once."""
-    return jobs.best_validation(runner.job(job_id).progress())
+    return progress.best_validation(runner.job(job_id).progress())
 
 
 def summary(job: jobs.Job) -> dict[str, float]:
-    return jobs.best_validation(job.progress()) if job.active else ended_summary(job.id, job.ended or "")
+    return progress.best_validation(job.progress()) if job.active else ended_summary(job.id, job.ended or "")
 
 
 def job_label(job: jobs.Job) -> str:
@@ -134,10 +122,10 @@ def follow(job: jobs.Job) -> None:
     elif job.state == jobs.CANCELLED:
         st.warning(f"Cancelled: {job.reason}. No model was registered.")
     elif job.state == jobs.SUCCEEDED:
-        ending = events(records, "end")
+        ending = events(records, END)
         how = f" ({ending[-1]['status']})" if ending and ending[-1].get("status") not in (None, "finished") else ""
         st.success(f"Finished{how}. The model is registered as **{job.model}**: see the Models page to make it the default.")
-    started = events(records, "start")
+    started = events(records, START)
     if started:
         first = started[-1]
         st.caption(f"Training on {', '.join(first.get('train_cases') or []) or '–'} · validating on "
@@ -151,11 +139,11 @@ def follow(job: jobs.Job) -> None:
         st.progress(done, text=f"{done:.0%} · running for {duration(job.duration_s) or '0 s'}{eta}")
     else:
         st.progress(done, text=f"{done:.0%} · ran for {duration(job.duration_s) or '0 s'}")
-    steps, best = events(records, "step"), jobs.best_validation(records)
+    steps, best = events(records, STEP), progress.best_validation(records)
     if steps:
         cells = st.columns(5)
-        epochs = events(records, "start")[-1].get("max_epochs") if events(records, "start") else None
-        seen = [r["epoch"] for r in steps + events(records, "validation") if isinstance(r.get("epoch"), int)]
+        epochs = events(records, START)[-1].get("max_epochs") if events(records, START) else None
+        seen = [r["epoch"] for r in steps + events(records, VALIDATION) if isinstance(r.get("epoch"), int)]
         epoch = f"{max(seen) + 1}" if seen else "–"  # counted from 1, as on the Dice curve
         cells[0].metric("Epoch", f"{epoch} of {epochs}" if seen and epochs else epoch)
         cells[1].metric("Loss", latest(steps, "loss", "{:.3f}"))
@@ -200,7 +188,7 @@ def jobs_panel(polling: bool) -> None:
 LABELS = {"lr": "Learning rate", "val": "Validation cases", "hu_window": "HU window", "num_workers": "Loader processes"}
 
 
-def option_widget(option: jobs.TrainingOption, disabled: bool):
+def option_widget(option: TrainingOption, disabled: bool):
     label = LABELS.get(option.name, option.name.replace("_", " ").capitalize())
     key = f"option-{option.name}"
     if option.kind == "choice":
@@ -220,7 +208,7 @@ def option_widget(option: jobs.TrainingOption, disabled: bool):
     return text.split() if option.count != 1 else text
 
 
-def changed(option: jobs.TrainingOption, value) -> bool:
+def changed(option: TrainingOption, value) -> bool:
     """Whether a widget's value differs from the CLI default (only those go on the command line)."""
     if value is None or value == "":
         return option.default is not None and option.kind == "text"
@@ -230,9 +218,9 @@ def changed(option: jobs.TrainingOption, value) -> bool:
 
 
 @st.cache_data(ttl=300, show_spinner="Looking for labelled cases in the data folders…")
-def choices(data_dirs: tuple[str, ...]) -> list[jobs.DataChoice]:
+def choices(data_dirs: tuple[str, ...]) -> list[discovery.DataChoice]:
     """The data choices under ``data_dirs`` (the configured folders, as the cache key)."""
-    return jobs.data_choices()
+    return discovery.data_choices()
 
 
 def new_job_form() -> None:
@@ -290,8 +278,8 @@ def new_job_form() -> None:
     columns[2].caption(f"{gpus} GPU(s) found: each runs one job at a time." if gpus else "No GPU found: training runs on the CPU.")
 
     values = []
-    groups: dict[str, list[jobs.TrainingOption]] = {}
-    for option in jobs.training_options():
+    groups: dict[str, list[TrainingOption]] = {}
+    for option in training_options():
         groups.setdefault(option.group, []).append(option)
     for group, options in groups.items():
         from_card = init is not None and group.startswith("model")

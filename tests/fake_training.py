@@ -1,7 +1,7 @@
 """For job tests: a stand-in for ``python -m core train``, and small labelled phantoms to train on for real.
 
 Run as ``python tests/fake_training.py OUT MODE MODEL``: writes a start, two training
-steps and one validation record to ``OUT/progress.jsonl`` (``core.train``'s schema), then
+steps and one validation record to ``OUT/progress.jsonl`` (``core.training.progress``'s schema), then
 by ``MODE``: ``succeed`` copies the model folder ``MODEL`` into ``OUT`` (its card renamed
 to ``OUT``'s name); ``fail`` exits 2 with an ``error:`` line; ``interrupted`` exits 0
 without a model; ``wait`` first waits for a ``release`` file in the job folder. No torch

@@ -7,19 +7,20 @@ import json
 import numpy as np
 import pytest
 
-from core.cli import build_parser, main
+from core.cli import main
 from core.cross_validation import RESULTS_FILE, THRESHOLDS, choose_threshold, cross_validate, recipe, record_in_card
 from core.errors import LiverSegError
 from core.model_card import ModelCard
 from core.segmentation import LESION, LIVER
-from core.train import train_from_args
+from core.training.options import parse
+from core.training.run import train as train_run
 
 TINY = ["--patch-size", "32", "32", "32", "--channels", "4", "8", "--patches-per-epoch", "4", "--samples-per-volume", "2",
         "--batch-size", "2", "--threads", "1", "--accelerator", "cpu", "--epochs", "1", "--val", "0"]
 
 
 def train(*argv: str):
-    return train_from_args(build_parser().parse_args(["train", *argv]))
+    return train_run(parse(argv))
 
 
 @pytest.fixture(scope="module")

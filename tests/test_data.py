@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from core.data import FULL, PARTIAL, discover, licence
+from core.training.discovery import FULL, PARTIAL, discover, licence
 from core.errors import LiverSegError
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])

@@ -18,8 +18,10 @@ import pytest
 
 from core import config, jobs, registry
 from core.errors import LiverSegError
-from core.jobs import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobRunner, TrainingRequest, best_validation,
-                       last_error, process_start_time, training_command, training_options)
+from core.jobs import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobRunner, TrainingRequest, last_error,
+                       process_start_time, training_command)
+from core.training.options import parse, training_options
+from core.training.progress import best_validation
 from core.model_card import ModelCard
 from tests import fake_training
 from tests.fake_training import release
@@ -200,8 +202,10 @@ def test_the_training_command_is_checked_by_the_cli_parser(tmp_path):
                               options={"epochs": 3, "patch_size": [32, 32, 32]})
     command = training_command(request, tmp_path / "m")
     assert command[:4] == [sys.executable, "-m", "core", "train"]
-    assert command[4:] == ["--data", "/d1", "--data", "/d2", "--out", str(tmp_path / "m"), "--init", "base",
-                           "--accelerator", "gpu", "--devices", "1", "--epochs", "3", "--patch-size", "32", "32", "32"]
+    assert command[4:] == ["--data", "/d1", "--data", "/d2", "--out", str(tmp_path / "m"), "--epochs", "3",
+                           "--patch-size", "32", "32", "32", "--init", "base", "--accelerator", "gpu", "--devices", "1"]
+    options = parse(command[4:])  # the command says exactly what was asked, in the CLI's own terms
+    assert (options.epochs, options.patch_size, options.init, options.devices) == (3, [32, 32, 32], "base", "1")
     assert training_command(TrainingRequest(name="m", data=["/d"], device="cpu"), tmp_path)[-2:] == ["--accelerator", "cpu"]
     with pytest.raises(LiverSegError, match="--epochs"):
         training_command(TrainingRequest(name="m", data=["/d"], options={"epochs": 0}), tmp_path)

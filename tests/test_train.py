@@ -11,21 +11,24 @@ import pytest
 import torch
 
 from core import config
-from core.cli import build_parser, main
-from core.data import discover
+from core.cli import main
 from core.errors import LiverSegError
 from core.model_card import ModelCard
 from core.registry import load_network
 from core.segmentation import LESION, LIVER
-from core.train import PROGRESS_FILE, cache_paths, prepare_case, segmentation_loss, split_cases, train_from_args
+from core.training.datamodule import cache_paths, prepare_case
+from core.training.discovery import discover
+from core.training.loss import segmentation_loss
+from core.training.options import parse
+from core.training.progress import PROGRESS_FILE
+from core.training.run import split_cases, train
 
 TINY = ["--patch-size", "32", "32", "32", "--channels", "4", "8", "--spacing", "6", "--patches-per-epoch", "4",
         "--samples-per-volume", "2", "--batch-size", "2", "--threads", "1", "--accelerator", "cpu"]
 
 
 def run(*argv: str) -> Path:
-    args = build_parser().parse_args(["train", *argv])
-    return train_from_args(args)
+    return train(parse(argv))
 
 
 def records(folder: Path) -> list[dict]:

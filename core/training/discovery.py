@@ -26,7 +26,6 @@ Pairs that cannot be used (shape or geometry mismatch, label values other than
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import numpy as np
 
 from core import config
 from core.errors import LiverSegError
+from core.paths import files_inside
 from core.segmentation import LESION, LIVER
 
 FULL, PARTIAL = "liver+lesion", "liver-only"
@@ -127,7 +127,8 @@ def discover(dirs: list[Path | str]) -> DiscoveryReport:
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise LiverSegError(f"data folder {folder} does not exist or is not a folder")
-        for path in _files(folder):
+        # A link that resolves outside the folder is skipped: it could name any file on the server.
+        for path in files_inside(folder, roots=[folder]):
             role = _role(path)
             if role is None:
                 continue
@@ -166,11 +167,6 @@ def discover(dirs: list[Path | str]) -> DiscoveryReport:
     return report
 
 
-def default_data_dirs() -> list[Path]:
-    """The configured data folders (``core.config.data_dirs``): the shared data and the sample."""
-    return config.data_dirs()
-
-
 def sha256(path: Path) -> str:
     """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
@@ -199,17 +195,6 @@ def licence(path: Path) -> str:
     if path.parent == config.SAMPLE_DIR.resolve() or re.match(r"(volume|segmentation)-\d+", path.name):
         return LITS_LICENCE
     return "unknown: no README.md row names this file; state the data's licence before sharing the model"
-
-
-def _files(folder: Path) -> list[Path]:
-    """Files under ``folder``; a link that resolves outside it is skipped (it could name any file on the server)."""
-    real_folder = folder.resolve()
-    found = []
-    for root, dirnames, filenames in os.walk(folder, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(root) / name for name in sorted(filenames)
-                  if not name.startswith(".") and (Path(root) / name).resolve().is_relative_to(real_folder)]
-    return found
 
 
 def _stem(path: Path) -> str:
@@ -292,3 +277,33 @@ def _check_pair(name: str, image: Path, label: Path, layout: str) -> Case | str:
         return f"{name}: label {label.name} marks no liver (all zero)"
     kind = FULL if LESION in values or layout in _LABEL_LAYOUTS else PARTIAL
     return Case(name=name, image=image, label=label, kind=kind, layout=layout)
+
+
+@dataclass
+class DataChoice:
+    """A folder the Train page offers as training data, with what ``discover`` finds in it."""
+
+    folder: Path
+    label: str
+    cases: list[Case]
+    unlabelled: list[Path]
+    refused: list[str]
+
+
+def data_choices() -> list[DataChoice]:
+    """Each configured data folder holding files of its own, and each folder directly inside one.
+
+    Every choice is discovered on its own, exactly as the training will discover it.
+    """
+    choices = []
+    for root in (root.resolve() for root in config.data_dirs()):
+        if not root.is_dir():
+            continue
+        entries = sorted(entry for entry in root.iterdir() if not entry.name.startswith("."))
+        folders = [entry for entry in entries if entry.is_dir() and entry.resolve().is_relative_to(root)]
+        if any(entry.is_file() and entry.name != "README.md" for entry in entries):
+            folders.insert(0, root)
+        for folder in folders:
+            report = discover([folder])
+            choices.append(DataChoice(folder, str(folder.relative_to(root.parent)), report.cases, report.unlabelled, report.refused))
+    return choices

@@ -1,0 +1,280 @@
+"""``python -m core train``'s options, defined once as a frozen dataclass.
+
+Every field carries its command-line definition (group, help, type, count), so the
+CLI parser, the command recorded in a model card, the job runner's command and the
+Train page's form are all derived from this one class: an option added here
+appears everywhere, with one default and one help text.
+
+Kept free of torch imports so that ``python -m core train --help`` and the Train
+page answer at once. Defaults suit a GPU server; the README's CPU recipe (and the
+shipped model's card) show smaller settings for a laptop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+
+from core.errors import LiverSegError
+from core.model_card import ModelCard
+
+_CARD = ModelCard(name="defaults")
+
+DATA = "data"
+SCHEDULE = "schedule"
+SAMPLING = "patches and augmentation"
+MODEL = "model (new models; --init takes these from the initial model's card)"
+HARDWARE = "hardware (PyTorch Lightning)"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+#: The form widget each value type needs (``TrainingOption.kind``).
+_KINDS: dict[Callable, str] = {int: "int", _positive_int: "int", float: "float", _positive_float: "float",
+                               _fraction: "float", _non_negative: "float", str: "text"}
+
+
+def _option(group: str, help: str, default: object = MISSING, *, type: Callable = str, nargs: int | str | None = None,
+            metavar: str | tuple[str, ...] | None = None, choices: Sequence[str] | None = None, flag: bool = False,
+            repeat: bool = False) -> Field:
+    """A dataclass field with its command-line definition; a list default is copied for each instance."""
+    metadata = {"group": group, "help": help, "type": type, "nargs": nargs, "metavar": metavar, "choices": choices,
+                "flag": flag, "repeat": repeat}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What one training run is asked to do: the parsed ``python -m core train`` command line."""
+
+    data: list[str] = _option(DATA, "folder of labelled cases, searched by layout (repeatable)", metavar="DIR", repeat=True)
+    out: str = _option(DATA, "model folder to write, e.g. trained/NAME; progress, log and checkpoints go there too",
+                       metavar="DIR")
+    val: str = _option(DATA, "held-out validation cases: a fraction (0.2), a count (3), or case names separated by commas; "
+                             "0 for none", "0.2", metavar="SPLIT")
+    exclude: str | None = _option(DATA, "case names (separated by commas) left out of training and validation entirely, "
+                                        "e.g. the case a cross-validation fold is scored on", None, metavar="CASES")
+    cache_dir: str | None = _option(DATA, "where preprocessed cases are cached (default: .cache/train under the checkout)",
+                                    None, metavar="DIR")
+
+    epochs: int = _option(SCHEDULE, "maximum number of epochs", 100, type=_positive_int)
+    patches_per_epoch: int = _option(SCHEDULE, "training patches per epoch (cases are revisited with new augmentation to "
+                                               "fill it)", 250, type=_positive_int)
+    samples_per_volume: int = _option(SCHEDULE, "patches drawn from each augmented volume before the next is loaded", 8,
+                                      type=_positive_int)
+    batch_size: int = _option(SCHEDULE, "patches per optimisation step (per device)", 2, type=_positive_int)
+    lr: float = _option(SCHEDULE, "peak learning rate (AdamW, cosine decay)", 1e-3, type=_positive_float)
+    weight_decay: float = _option(SCHEDULE, "AdamW weight decay", 1e-4, type=_non_negative)
+    patience: int = _option(SCHEDULE, "stop when the validation score has not improved for this many validations", 20,
+                            type=_positive_int)
+    val_every: int = _option(SCHEDULE, "validate every this many epochs", 1, type=_positive_int)
+    max_minutes: float | None = _option(SCHEDULE, "stop after this much training time and keep the best model so far "
+                                                  "(default: no limit)", None, type=_positive_float)
+    seed: int = _option(SCHEDULE, "random seed (split, initialisation, augmentation)", 0, type=int)
+
+    patch_size: list[int] = _option(SAMPLING, "training patch in voxels (multiples of 2**(levels-1)); also the card's "
+                                              "inference patch", _CARD.patch_size, type=_positive_int, nargs=3,
+                                    metavar=("X", "Y", "Z"))
+    label_probabilities: list[float] = _option(SAMPLING, "how often a patch is centred on background, liver, lesion",
+                                               [0.2, 0.4, 0.4], type=_non_negative, nargs=3,
+                                               metavar=("BG", "LIVER", "LESION"))
+    augment: float = _option(SAMPLING, "augmentation strength: 0 none, 1 default, 2 aggressive", 1.0, type=_non_negative,
+                             metavar="STRENGTH")
+    synthetic_lesions: float = _option(SAMPLING, "probability of painting synthetic lesions into a training volume", 0.5,
+                                       type=_fraction, metavar="P")
+
+    init: str | None = _option(MODEL, "fine-tune from this model in trained/ (weights and card settings)", None,
+                               metavar="MODEL")
+    channels: list[int] = _option(MODEL, "UNet feature channels per level", _CARD.channels, type=_positive_int, nargs="+")
+    spacing: list[float] = _option(MODEL, "voxel size the model works at, mm (one value or three)", _CARD.spacing_mm,
+                                   type=_positive_float, nargs="+", metavar="MM")
+    hu_window: list[float] = _option(MODEL, "HU clipped to this window, then scaled to [-1, 1]", _CARD.hu_window,
+                                     type=float, nargs=2, metavar=("LOW", "HIGH"))
+    coarse: str | None = _option(MODEL, "make a two-stage cascade: this model (a name in trained/ or a model folder), "
+                                        "trained at a coarse spacing on whole scans, finds the liver's region; the model "
+                                        "trained here segments within it. The fine stage trains as usual; the first "
+                                        "stage's weights and card are copied in", None, metavar="MODEL")
+    roi_margin: float = _option(MODEL, "with --coarse: how far beyond the first stage's liver the second stage may find "
+                                       "liver", 20.0, type=_non_negative, metavar="MM")
+    denoise: str = _option(MODEL, "noise reduction before the HU window", "none", choices=("none", "gaussian", "median"))
+
+    resume: bool = _option(HARDWARE, "continue from --out's last checkpoint", False, flag=True)
+    accelerator: str = _option(HARDWARE, "auto, cpu, gpu (cuda), mps", "auto")
+    devices: str = _option(HARDWARE, "number of devices, a list like 0,1, or auto", "auto")
+    strategy: str = _option(HARDWARE, "auto, ddp, ddp_spawn, ... (Lightning strategies)", "auto")
+    num_nodes: int = _option(HARDWARE, "machines in a multi-node (cluster) run", 1, type=_positive_int)
+    precision: str = _option(HARDWARE, "auto (16-mixed on GPU, 32 on CPU), 32-true, 16-mixed, bf16-mixed", "auto")
+    threads: int = _option(HARDWARE, "CPU threads per process for PyTorch; 0: PyTorch's choice (all cores). "
+                                     "1 wastes least on a machine busy with other work", 0, type=int)
+    num_workers: int = _option(HARDWARE, "processes loading and augmenting volumes; -1: none on CPU, up to 4 on GPU", -1,
+                               type=int)
+
+    @classmethod
+    def from_namespace(cls, namespace: argparse.Namespace) -> TrainOptions:
+        """The options of an ``argparse`` result built by ``add_arguments`` (other attributes are ignored)."""
+        return cls(**{option.name: getattr(namespace, option.name) for option in fields(cls)})
+
+    @property
+    def excluded(self) -> list[str]:
+        """The case names ``--exclude`` gives (separated by commas), sorted."""
+        return sorted({name.strip() for name in (self.exclude or "").split(",") if name.strip()})
+
+    def arguments(self) -> list[str]:
+        """The command-line arguments that give these options: the required ones and every one off its default."""
+        words: list[str] = []
+        for option in fields(self):
+            value, flag = getattr(self, option.name), _flag(option)
+            if option.metadata["repeat"]:
+                for item in value:
+                    words += [flag, str(item)]
+            elif option.metadata["flag"]:
+                words += [flag] if value else []
+            elif value != _default(option) or _required(option):
+                words += [flag, *map(str, value if isinstance(value, list) else [value])]
+        return words
+
+    def command(self) -> str:
+        """``python -m core train ...`` that reproduces these options, as a model card records it."""
+        return shlex.join(["python", "-m", "core", "train", *self.arguments()])
+
+    def record(self) -> dict[str, object]:
+        """The options by name, as a model card records them."""
+        return asdict(self)
+
+
+def _flag(option: Field) -> str:
+    return "--" + option.name.replace("_", "-")
+
+
+def _required(option: Field) -> bool:
+    return option.default is MISSING and option.default_factory is MISSING
+
+
+def _default(option: Field) -> object:
+    if option.default_factory is not MISSING:
+        return option.default_factory()
+    return None if option.default is MISSING else option.default
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Appends "(default: ...)" to every option that has a default and does not describe it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        shown = " ".join(map(str, action.default)) if isinstance(action.default, list) else action.default
+        return f"{text} (default: {shown})"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``TrainOptions``'s fields to ``parser`` as options, grouped; ``--help`` shows each default."""
+    parser.formatter_class = _DefaultsFormatter
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for option in fields(TrainOptions):
+        spec = option.metadata
+        group = groups.get(spec["group"]) or groups.setdefault(spec["group"], parser.add_argument_group(spec["group"]))
+        if spec["flag"]:
+            group.add_argument(_flag(option), action="store_true", help=spec["help"])
+            continue
+        settings = {"type": spec["type"], "help": spec["help"]}
+        if spec["repeat"]:
+            settings["action"] = "append"
+        for key in ("nargs", "metavar", "choices"):
+            if spec[key] is not None:
+                settings[key] = list(spec[key]) if key == "choices" else spec[key]
+        if _required(option):
+            settings["required"] = True
+        else:
+            settings["default"] = _default(option)
+        group.add_argument(_flag(option), **settings)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The train parser, raising ``LiverSegError`` instead of exiting."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise LiverSegError(f"training options: {message}")
+
+
+def parse(arguments: Sequence[str]) -> TrainOptions:
+    """``TrainOptions`` from command-line arguments (without the ``train`` word).
+
+    Raises:
+        LiverSegError: an unknown option or an unusable value, with argparse's message.
+    """
+    parser = _Parser(prog="python -m core train", add_help=False)
+    add_arguments(parser)
+    return TrainOptions.from_namespace(parser.parse_args(list(arguments)))
+
+
+# --------------------------------------------------------------------- the Train page's form
+
+#: Options a job runner sets itself (``core.jobs``), so the Train page does not offer them.
+#: ``cache_dir`` too: a folder chosen from the browser could point anywhere on the server.
+RUNNER_OPTIONS = frozenset({"data", "out", "init", "coarse", "resume", "devices", "accelerator", "strategy", "num_nodes",
+                            "cache_dir"})
+
+
+@dataclass(frozen=True)
+class TrainingOption:
+    """One option offered on the Train page, from ``TrainOptions``'s definition.
+
+    Attributes:
+        name: the option's name in ``TrainingRequest.options`` (``"patch_size"`` for ``--patch-size``).
+        group: its group title (``"schedule"``, ...), for laying options out.
+        kind: ``"int"``, ``"float"``, ``"choice"``, ``"flag"`` or ``"text"``.
+        count: values it takes: 1, a fixed number (``--patch-size X Y Z``: 3), or ``None`` for one or more.
+    """
+
+    name: str
+    group: str
+    default: object
+    help: str
+    kind: str
+    count: int | None = 1
+    choices: list | None = None
+
+
+def training_options() -> list[TrainingOption]:
+    """The hyperparameters a user may set, with the CLI's defaults and help (nothing is defined twice)."""
+    options = []
+    for option in fields(TrainOptions):
+        if option.name in RUNNER_OPTIONS:
+            continue
+        spec = option.metadata
+        kind = "choice" if spec["choices"] else "flag" if spec["flag"] else _KINDS[spec["type"]]
+        count = 1 if spec["nargs"] is None else spec["nargs"] if isinstance(spec["nargs"], int) else None
+        options.append(TrainingOption(option.name, spec["group"], _default(option), spec["help"], kind, count,
+                                      list(spec["choices"]) if spec["choices"] else None))
+    return options

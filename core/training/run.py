@@ -1,0 +1,370 @@
+"""The training run: ``python -m core train`` from parsed options to a finished model folder.
+
+One command from a laptop CPU to several GPUs with DDP (PyTorch Lightning). The output
+folder (``--out``)::
+
+    progress.jsonl   progress records (schema: ``core.training.progress``)
+    train.log        the same events as plain text (also printed on stdout)
+    checkpoints/     best.ckpt (highest validation score) and last.ckpt, each written
+                     atomically; ``--resume`` continues from last.ckpt
+    model.pt         the best weights (a state dict), written only when training ends
+    card.json        the model card, written last: a folder with card.json is a complete model
+
+A run that crashes or is killed leaves progress, log and checkpoints, but no
+model.pt/card.json, so the registry never sees a half model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import random
+import resource
+import time
+import warnings
+from dataclasses import asdict, replace
+from datetime import datetime
+from pathlib import Path
+
+import lightning as L
+import torch
+import torchio as tio
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+
+from core import config
+from core.augment import describe
+from core.errors import LiverSegError
+from core.model_card import CARD_FILE, COARSE_WEIGHTS_FILE, ModelCard
+from core.training.callbacks import AtomicCheckpointIO, ProgressCallback, dice_text
+from core.training.datamodule import CaseDataModule
+from core.training.discovery import Case, discover, licence, sha256
+from core.training.module import LiverSegModule, summarise
+from core.training.options import TrainOptions
+from core.training.progress import END, ProgressLog
+from core.unet import UNet
+
+CHECKPOINT_DIR = "checkpoints"
+BEST, LAST = "best", "last"
+#: Gradient norm clip (nnU-Net's value): keeps early steps on tiny batches stable.
+GRADIENT_CLIP = 12.0
+
+
+def exclude_cases(cases: list[Case], names: list[str]) -> list[Case]:
+    """``cases`` without those named in ``--exclude`` (``TrainOptions.excluded``)."""
+    unwanted = set(names)
+    unknown = sorted(unwanted - {case.name for case in cases})
+    if unknown:
+        raise LiverSegError(f"--exclude names unknown case(s) {unknown}; the cases found are {sorted(c.name for c in cases)}")
+    kept = [case for case in cases if case.name not in unwanted]
+    if not kept:
+        raise LiverSegError(f"--exclude {','.join(names)} leaves no case to train on; exclude fewer cases")
+    return kept
+
+
+def split_cases(cases: list[Case], val: str, seed: int) -> tuple[list[Case], list[Case]]:
+    """(training cases, held-out validation cases) from ``--val``: a fraction, a count, or names."""
+    names = {case.name for case in cases}
+    if any(c.isalpha() for c in val):
+        wanted = [name.strip() for name in val.split(",") if name.strip()]
+        unknown = sorted(set(wanted) - names)
+        if unknown:
+            raise LiverSegError(f"--val names unknown case(s) {unknown}; the cases found are {sorted(names)}")
+        held_out = [case for case in cases if case.name in wanted]
+    else:
+        try:
+            number = float(val)
+        except ValueError:
+            raise LiverSegError(f"--val {val!r}: give a fraction (0.2), a count (3) or case names separated by commas") from None
+        count = round(number * len(cases)) if "." in val else int(number)
+        if number > 0 and len(cases) > 1:
+            count = max(1, count)
+        shuffled = sorted(cases, key=lambda case: case.name)
+        random.Random(seed).shuffle(shuffled)
+        held_out = shuffled[:count]
+    train = [case for case in cases if case not in held_out]
+    if not train:
+        raise LiverSegError(f"--val {val} leaves no case to train on; hold out fewer cases")
+    return train, held_out
+
+
+def _card(options: TrainOptions, name: str) -> tuple[ModelCard, torch.nn.Module | None]:
+    """The new model's card, and the initial network when fine-tuning (``--init``)."""
+    if options.init:
+        from core.registry import load_network
+
+        network, initial = load_network(options.init)
+        card = ModelCard(name=name, channels=initial.channels, spacing_mm=initial.spacing_mm, hu_window=initial.hu_window,
+                         patch_size=list(options.patch_size), denoise=initial.denoise, labels=initial.labels)
+        return card, network
+    spacing = list(options.spacing) * 3 if len(options.spacing) == 1 else list(options.spacing)
+    if len(spacing) != 3:
+        raise LiverSegError(f"--spacing takes one value or three, not {len(options.spacing)}")
+    return ModelCard(name=name, channels=list(options.channels), spacing_mm=spacing, hu_window=list(options.hu_window),
+                     patch_size=list(options.patch_size), denoise=None if options.denoise == "none" else options.denoise), None
+
+
+def first_stage(options: TrainOptions) -> tuple[ModelCard, torch.nn.Module] | None:
+    """The cascade's first stage from ``--coarse`` (or kept from an ``--init`` cascade): its card and network."""
+    from core.registry import load_folder, model_dir
+
+    source = options.coarse or options.init
+    if source is None:
+        return None
+    folder = Path(source).expanduser()
+    folder = folder if (folder / CARD_FILE).is_file() else model_dir(source)
+    network, card, coarse = load_folder(folder)
+    if options.coarse is None:  # fine-tuning: a cascade keeps its first stage, a single-stage model has none
+        return None if card.cascade is None else (card.coarse, coarse)  # type: ignore[return-value]
+    if coarse is not None:
+        raise LiverSegError(f"--coarse {source}: that model is itself a cascade; give a single-stage model trained at a coarse spacing")
+    return card, network
+
+
+def evaluate_held_out(network: torch.nn.Module, card: ModelCard, cases: list[Case], device: str = "cpu",
+                      coarse: torch.nn.Module | None = None) -> dict[str, dict]:
+    """Score ``network`` on whole held-out cases exactly as users get it, per case.
+
+    Each scan goes through ``core.inference`` (preprocessing, sliding window,
+    post-processing, labels back on the scan's own grid) and is compared with its
+    reference on that grid by ``core.metrics.evaluate``. Returns per case the liver and
+    lesion Dice, HD95 (mm), volume difference (%), and lesion detection recall and
+    precision; lesion values are ``None`` for liver-only references.
+    """
+    from core.inference import Segmenter
+    from core.io import read_label_map, read_scan
+    from core.metrics import evaluate
+
+    segmenter = Segmenter.from_network(network, card, device=device, coarse=coarse)
+    results = {}
+    for case in cases:
+        scan = read_scan(case.image)
+        reference, _ = read_label_map(case.label)
+        started = time.perf_counter()
+        predicted = segmenter.segment(scan).labels
+        seconds = time.perf_counter() - started
+        scores = evaluate(predicted, reference, scan.spacing, reference_has_lesions=not case.partial)
+        results[case.name] = {
+            "liver_dice": scores["liver"]["dice"],
+            "lesion_dice": scores["lesion"]["dice"],
+            "liver_hd95_mm": scores["liver"]["hd95_mm"],
+            "lesion_hd95_mm": scores["lesion"]["hd95_mm"],
+            "liver_volume_diff_pct": scores["liver"]["volume_diff_pct"],
+            "lesion_volume_diff_pct": scores["lesion"]["volume_diff_pct"],
+            "lesion_recall": scores["lesion_detection"]["recall"],
+            "lesion_precision": scores["lesion_detection"]["precision"],
+            "inference_s": round(seconds, 1),
+        }
+    return results
+
+
+def _hardware(trainer: L.Trainer) -> dict:
+    accelerator = type(trainer.accelerator).__name__.replace("Accelerator", "").lower()
+    if accelerator == "cuda":
+        device = torch.cuda.get_device_name(trainer.strategy.root_device)
+    else:
+        cpuinfo = Path("/proc/cpuinfo")
+        names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text(encoding="utf-8").splitlines() if cpuinfo.exists() else [])
+                 if line.startswith("model name")]
+        device = names[0] if names else platform.processor()
+    return {
+        "accelerator": accelerator,
+        "devices": trainer.num_devices,
+        "nodes": trainer.num_nodes,
+        "device": device,
+        "cpu_threads": torch.get_num_threads(),
+        "precision": str(trainer.precision),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "torchio": tio.__version__,
+    }
+
+
+def _precision(options: TrainOptions) -> str:
+    if options.precision != "auto":
+        return options.precision
+    gpu = options.accelerator in ("gpu", "cuda") or (options.accelerator == "auto" and torch.cuda.is_available())
+    if not gpu:
+        return "32-true"
+    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
+
+
+def _devices(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def _num_workers(options: TrainOptions) -> int:
+    if options.num_workers >= 0:
+        return options.num_workers
+    on_cpu = options.accelerator == "cpu" or (options.accelerator == "auto" and not torch.cuda.is_available())
+    return 0 if on_cpu else min(4, max(0, (os.cpu_count() or 1) - 1))
+
+
+def train(options: TrainOptions) -> Path:
+    """Run ``python -m core train`` with ``options``; return the model folder.
+
+    Raises:
+        LiverSegError: unusable data or options, an existing model in ``--out``, or a failed run.
+    """
+    command = options.command()
+    out = Path(options.out).expanduser().resolve()
+    checkpoints = out / CHECKPOINT_DIR
+    if (out / CARD_FILE).exists():
+        raise LiverSegError(f"{out} already holds a finished model; choose another --out or remove that folder")
+    if options.resume and not (checkpoints / f"{LAST}.ckpt").exists():
+        raise LiverSegError(f"--resume: no checkpoint at {checkpoints / (LAST + '.ckpt')}; start without --resume")
+    if not options.resume and (checkpoints / f"{LAST}.ckpt").exists():
+        raise LiverSegError(f"{out} holds an unfinished run; add --resume to continue it, or choose another --out")
+    options = replace(options, num_workers=_num_workers(options))
+    # Lightning's start-up notices (GPU/TPU availability, tips) would drown the training log.
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # inside Lightning; nothing to act on
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")  # expected on --resume
+
+    log = ProgressLog(out, fresh=not options.resume, enabled=rank_zero_only.rank == 0)
+    report = discover([Path(d) for d in options.data])
+    log.say(report.summary())
+    cases = exclude_cases(report.require_cases(), options.excluded)
+    train_cases, val_cases = split_cases(cases, options.val, options.seed)
+    log.say(f"split (seed {options.seed}): train {[c.name for c in train_cases]}, validation {[c.name for c in val_cases]}")
+    card, initial = _card(options, out.name)
+    stage_one = first_stage(options)  # before training: a wrong --coarse fails now, not after an hour
+    L.seed_everything(options.seed, workers=True, verbose=False)
+    cache_dir = Path(options.cache_dir).expanduser() if options.cache_dir else config.CACHE_DIR / "train"
+    datamodule = CaseDataModule(train_cases, val_cases, card, cache_dir, options)
+
+    precision = _precision(options)
+    # Two checkpoint callbacks: Lightning's save_last only follows saves of the best one, but
+    # --resume must continue from the latest epoch, not from the best.
+    last_checkpoint = ModelCheckpoint(dirpath=checkpoints, filename=LAST, monitor=None, save_top_k=1,
+                                      save_on_train_epoch_end=True, enable_version_counter=False)
+    callbacks: list[Callback] = [last_checkpoint]
+    best_checkpoint = None
+    if val_cases:
+        best_checkpoint = ModelCheckpoint(dirpath=checkpoints, filename=BEST, monitor="val_score", mode="max", save_top_k=1,
+                                          enable_version_counter=False)
+        callbacks += [best_checkpoint, EarlyStopping(monitor="val_score", mode="max", patience=options.patience,
+                                                     check_on_train_epoch_end=False)]
+    trainer = L.Trainer(
+        accelerator=options.accelerator, devices=_devices(options.devices), strategy=options.strategy, num_nodes=options.num_nodes,
+        precision=precision, max_epochs=options.epochs,
+        max_time={"minutes": options.max_minutes} if options.max_minutes else None,
+        check_val_every_n_epoch=options.val_every, limit_val_batches=1.0 if val_cases else 0,
+        num_sanity_val_steps=0, gradient_clip_val=GRADIENT_CLIP, use_distributed_sampler=False,
+        logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=out,
+        plugins=[AtomicCheckpointIO()], callbacks=callbacks,
+    )
+    if options.threads > 0:
+        torch.set_num_threads(options.threads)
+    elif trainer.accelerator.__class__.__name__ == "CPUAccelerator" and trainer.world_size > 1:
+        # Several processes on one machine's cores: share the cores instead of oversubscribing them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, trainer.num_devices)))
+    steps_per_epoch = datamodule.steps_per_epoch(trainer.world_size)
+    total_steps = steps_per_epoch * options.epochs
+    module = LiverSegModule(asdict(card), lr=options.lr, weight_decay=options.weight_decay,
+                            total_steps=total_steps, max_seconds=options.max_minutes * 60 if options.max_minutes else None,
+                            val_batch_size=options.batch_size)
+    if initial is not None:
+        module.network.load_state_dict(initial.state_dict())
+        log.say(f"fine-tuning from model {options.init!r}")
+    start_fields = {
+        "max_epochs": options.epochs, "total_steps": total_steps, "max_minutes": options.max_minutes,
+        "train_cases": [c.name for c in train_cases], "val_cases": [c.name for c in val_cases],
+        "accelerator": type(trainer.accelerator).__name__.replace("Accelerator", "").lower(),
+        "devices": trainer.num_devices, "precision": str(trainer.precision), "resumed": bool(options.resume),
+    }
+    trainer.callbacks.insert(0, ProgressCallback(log, steps_per_epoch, start_fields))
+    resume_from = checkpoints / f"{LAST}.ckpt" if options.resume else None
+    if resume_from is not None:
+        _check_resumable(resume_from, card)
+        log.say(f"resuming from {resume_from}")
+
+    started = time.monotonic()
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from)
+    except BaseException as error:  # also SIGTERM (Lightning exits) and Ctrl-C: the record says the run ended
+        log.record(END, epoch=trainer.current_epoch, step=trainer.global_step, status="failed", model=None,
+                   error=f"{type(error).__name__}: {error}", elapsed_s=time.monotonic() - started)
+        raise
+    if trainer.interrupted:
+        log.record(END, epoch=trainer.current_epoch, step=trainer.global_step, status="failed", model=None,
+                   error="interrupted", elapsed_s=time.monotonic() - started)
+        raise KeyboardInterrupt
+    if not trainer.is_global_zero:
+        return out
+
+    if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
+        status = "stopped early"
+    elif trainer.current_epoch < options.epochs:
+        status = "time limit"
+    else:
+        status = "finished"
+    seconds = module.seconds_before + time.monotonic() - module.fit_started
+    best_path = checkpoints / f"{LAST}.ckpt"
+    if best_checkpoint is not None and best_checkpoint.best_model_path:
+        best_path = Path(best_checkpoint.best_model_path)
+    state = torch.load(best_path, map_location="cpu", weights_only=True)
+    network = UNet(card.channels, num_classes=len(card.labels))
+    network.load_state_dict({key.removeprefix("network."): value for key, value in state["state_dict"].items()})
+    best = state.get("liverseg", {}).get("best") or module.best
+    card.created = datetime.now().astimezone().isoformat(timespec="seconds")
+    hardware = _hardware(trainer)
+    card.training = {
+        "command": command,
+        "data": [
+            {"case": c.name, "role": "validation" if c in val_cases else "training", "kind": c.kind, "layout": c.layout,
+             "image": str(c.image), "image_sha256": sha256(c.image), "label": str(c.label), "label_sha256": sha256(c.label),
+             "licence": licence(c.image)}
+            for c in train_cases + val_cases
+        ],
+        "split": {"training": [c.name for c in train_cases], "validation": [c.name for c in val_cases], "seed": options.seed,
+                  "rule": f"--val {options.val}", "excluded": options.excluded},
+        "augmentation": describe(options.augment, options.synthetic_lesions),
+        "init": options.init,
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "best_epoch": best["epoch"],
+        "status": status,
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+                                 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)), 1),
+        "hardware": hardware,
+        "options": options.record(),
+    }
+    coarse = None
+    if stage_one is not None:
+        coarse_card, coarse = stage_one
+        card.cascade = {"coarse": asdict(coarse_card), "weights": COARSE_WEIGHTS_FILE, "roi_margin_mm": options.roi_margin}
+    if val_cases:
+        log.say("scoring the best model on the held-out cases with the inference pipeline")
+        held_out = evaluate_held_out(network, card, val_cases, device="cuda" if hardware["accelerator"] == "cuda" else "cpu",
+                                     coarse=coarse)
+        for name, scores in held_out.items():
+            log.say(f"held out {name}: liver Dice {dice_text(scores['liver_dice'])}, lesion Dice {dice_text(scores['lesion_dice'])}")
+        card.metrics = {
+            "measured_on": "held-out validation cases, never trained on: each scan segmented by core.inference "
+                           "(preprocessing, sliding window, post-processing) with the best epoch's weights and scored "
+                           "on its own grid by core.metrics.evaluate",
+            "cases": held_out,
+            "mean": summarise(held_out),
+            "during_training": {"note": "per-epoch validation on the model grid, raw argmax, at the best epoch",
+                                "cases": best["cases"]},
+        }
+    else:
+        card.metrics = {"measured_on": "none: no case was held out (--val 0), so this card makes no accuracy claim"}
+    from core.registry import save_model
+
+    save_model(network, card, out, coarse=coarse)
+    log.record(END, epoch=trainer.current_epoch, step=trainer.global_step, status=status, model=str(out),
+               elapsed_s=seconds, best_score=best["score"], best_epoch=best["epoch"])
+    log.say(f"{status}: model written to {out} ({seconds / 60:.1f} min)")
+    return out
+
+
+def _check_resumable(path: Path, card: ModelCard) -> None:
+    stored = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {}).get("card", {})
+    for key in ("channels", "spacing_mm", "hu_window", "patch_size", "denoise"):
+        if stored.get(key) != getattr(card, key):
+            raise LiverSegError(f"--resume: the checkpoint was trained with {key}={stored.get(key)}, "
+                                f"not {getattr(card, key)}; resume with the original options")
