@@ -15,6 +15,7 @@ frame references the CT instance it was derived from. The source headers come fr
 
 from __future__ import annotations
 
+import copy
 import io
 
 import highdicom as hd
@@ -63,7 +64,7 @@ def _source_headers(segmentation: Segmentation) -> list[pydicom.Dataset]:
     if len(headers) != scan.shape[2]:
         raise LiverSegError(f"{scan.source} is one multi-frame DICOM file ({len(headers)} headers for {scan.shape[2]} slices); "
                             "a DICOM SEG is made only of a series of single-slice files")
-    copies = [pydicom.Dataset(header) for header in headers]  # the scan's own headers stay as read
+    copies = [copy.deepcopy(header) for header in headers]  # the scan's own headers stay as read
     if "FrameOfReferenceUID" not in copies[0]:
         # The same series always gets the same derived frame, so SEGs made of it share it.
         derived = pydicom.uid.generate_uid(entropy_srcs=["frame of reference", str(copies[0].SeriesInstanceUID)])
