@@ -25,6 +25,7 @@ from pydicom.sr.codedict import codes
 
 from core.atomic import write_atomically
 from core.errors import LiverSegError
+from core.scan import Scan
 from core.segmentation import LESION, Segmentation
 
 #: Segmented property category "Anatomical Structure" as DICOM CID 7150 has it now (pydicom's
@@ -51,19 +52,32 @@ def _segment_descriptions(segmentation: Segmentation) -> list[hd.seg.SegmentDesc
     ]
 
 
-def _source_headers(segmentation: Segmentation) -> list[pydicom.Dataset]:
+def unavailable_reason(scan: Scan) -> str | None:
+    """Why no DICOM SEG can be made of ``scan`` (a sentence), or ``None`` when one can.
+
+    Asked before segmenting (the command line fails fast) and by the Segment page (a caption instead of the button).
+    """
+    headers = scan.dicom_headers
+    if not headers and scan.details.get("format") == "DICOM":
+        return f"the slice headers of {scan.source} cannot be read by pydicom, so a DICOM SEG cannot reference them"
+    if not headers:
+        return f"{NEEDS_DICOM}; {scan.source or 'this scan'} is {scan.details.get('format', 'not a DICOM series')}"
+    if len(headers) != scan.shape[2]:
+        return (f"{scan.source} is one multi-frame DICOM file ({len(headers)} header for {scan.shape[2]} slices); "
+                "a DICOM SEG is made only of a series of single-slice files")
+    return None
+
+
+def _source_headers(scan: Scan) -> list[pydicom.Dataset]:
     """The source slices' headers with what highdicom needs and a source may lack (Type 2 or 3 in a CT image).
 
     A missing Frame of Reference UID is derived from the series UID; a missing slice thickness is taken
     as the spacing between the slices, which is what the SEG's frames then stand for.
     """
-    scan = segmentation.scan
+    reason = unavailable_reason(scan)
+    if reason:
+        raise LiverSegError(reason)
     headers = scan.dicom_headers
-    if not headers:
-        raise LiverSegError(f"{NEEDS_DICOM}; {scan.source or 'this scan'} is {scan.details.get('format', 'not DICOM')}")
-    if len(headers) != scan.shape[2]:
-        raise LiverSegError(f"{scan.source} is one multi-frame DICOM file ({len(headers)} headers for {scan.shape[2]} slices); "
-                            "a DICOM SEG is made only of a series of single-slice files")
     copies = [copy.deepcopy(header) for header in headers]  # the scan's own headers stay as read
     if "FrameOfReferenceUID" not in copies[0]:
         # The same series always gets the same derived frame, so SEGs made of it share it.
@@ -83,7 +97,7 @@ def build_dicom_seg(segmentation: Segmentation) -> hd.seg.Segmentation:
     read (``core.sitk_image.from_sitk``); a DICOM frame is (row, column), so the array is
     transposed to (slice, row, column) and the affine's columns reordered to match.
     """
-    headers = _source_headers(segmentation)
+    headers = _source_headers(segmentation.scan)
     labels = segmentation.labels
     stacked = np.stack([labels > 0, labels == LESION], axis=-1).transpose(2, 1, 0, 3).astype(np.uint8)
     volume = hd.Volume(
