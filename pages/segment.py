@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, exports, registry, uploads
+from core import config, dicom_seg, exports, registry, uploads
 from core.errors import LiverSegError
 from core.figures import slice_figure, surface_figure
 from core.ground_truth import GroundTruth, load_ground_truth
@@ -421,6 +421,14 @@ def _downloads(loaded: Loaded, result: Result, reference: Reference | None) -> N
         st.download_button("Label map (NIfTI)", data=lambda: exports.label_map_nifti(segmentation, folder),
                            file_name=f"{stem}_labels.nii.gz", mime="application/gzip", on_click="ignore", icon=":material/download:",
                            help="0 background, 1 liver, 2 lesion, on the scan's own grid: opens over the scan in 3D Slicer or ITK-SNAP.")
+        seg_unavailable = dicom_seg.unavailable_reason(loaded.scan)
+        if seg_unavailable is None:
+            st.download_button("Segmentation (DICOM SEG)", data=lambda: dicom_seg.dicom_seg_bytes(segmentation),
+                               file_name=f"{stem}_seg.dcm", mime="application/dicom", on_click="ignore", icon=":material/download:",
+                               help="Liver and lesion segments referencing the uploaded series, for a PACS or a DICOM viewer "
+                                    "(OHIF, 3D Slicer). It carries the patient's name and ID from the series, as DICOM needs.")
+        else:
+            st.caption(f"DICOM SEG: not available, {seg_unavailable}.")
         st.download_button("Lesion table (CSV)", data=result.lesions.to_csv, file_name=f"{stem}_lesions.csv", mime="text/csv",
                            on_click="ignore", icon=":material/download:")
         st.download_button("Report (HTML)", data=lambda: html_report(segmentation, result.lesions, volume, metrics, notes),
