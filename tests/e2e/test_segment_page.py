@@ -13,6 +13,7 @@ import csv
 import json
 import re
 
+import highdicom as hd
 import nibabel as nib
 import numpy as np
 import pytest
@@ -128,6 +129,7 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     assert tuple(metrics_rows[0]) == ("structure", "metric", "value")
     metrics = json.loads(download(page, "Metrics (JSON)", tmp_path).read_text(encoding="utf-8"))
     assert {"liver", "lesion", "lesion_detection"} <= set(metrics) and "dice" in metrics["liver"]
+    expect(page.get_by_text("DICOM SEG: not available, a DICOM SEG needs a DICOM source", exact=False)).to_be_visible()
     report = download(page, "Report (HTML)", tmp_path)
     text = report.read_text(encoding="utf-8")
     assert "not for clinical use" in text and text.count("data:image/png;base64,") == 3
@@ -135,8 +137,18 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     screenshot(page, "segment-08-report")
 
 
-def test_real_dicom_zip_is_uploaded_segmented_and_scrolled(page, shared_data):
+def test_real_dicom_zip_is_uploaded_segmented_and_scrolled(page, shared_data, tmp_path):
     viewer.upload_scan(page, shared_data / "ircad-1.1" / "ct_dicom.zip")
     expect(page.get_by_text("512 × 512 × 129 voxels")).to_be_visible()
     viewer.segment(page)
     scroll_all_planes(page, "segment-09-dicom")
+
+    # Its DICOM SEG: read back by highdicom, on the uploaded series.
+    open_tab(page, "Downloads")
+    seg = hd.seg.segread(download(page, "Segmentation (DICOM SEG)", tmp_path))
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == ["Liver", "Lesion"]
+    assert (seg.Rows, seg.Columns) == (512, 512) and 0 < seg.NumberOfFrames <= 2 * 129
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    frames = {item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+              for item in seg.PerFrameFunctionalGroupsSequence}
+    assert frames <= referenced and len(referenced) == 129
