@@ -1,10 +1,12 @@
 """The label map as a DICOM Segmentation (SEG) object that references its source series.
 
 A hospital's PACS or a DICOM viewer (OHIF, 3D Slicer) takes a SEG, not a NIfTI
-file. ``highdicom`` builds it: BINARY, one segment for the liver (labels 1 and 2
-together, the whole organ as ``core.metrics`` scores it) and one for the lesions
-(label 2), each with its standard SNOMED CT codes and the model as the AUTOMATIC
-algorithm. Frames are written only where a segment is present.
+file. ``highdicom`` builds it: BINARY, segment 1 the liver (label 1) and segment 2
+its lesions (label 2), each with its standard SNOMED CT codes and the model as the
+AUTOMATIC algorithm. The segments do not overlap, exactly as in the NIfTI label map
+(the whole organ, as ``core.metrics`` scores it, is both together); overlapping
+segments would also make highdicom check a 4D stack, seconds slower on a 512x512
+series. Frames are written only where a segment is present.
 
 The frames are placed in space from the scan's own affine (a ``highdicom.Volume``),
 and highdicom matches each one to the source slice at the same position, so every
@@ -15,7 +17,6 @@ frame references the CT instance it was derived from. The source headers come fr
 
 from __future__ import annotations
 
-import copy
 import io
 
 import highdicom as hd
@@ -26,7 +27,7 @@ from pydicom.sr.codedict import codes
 from core.atomic import write_atomically
 from core.errors import LiverSegError
 from core.scan import Scan
-from core.segmentation import LESION, Segmentation
+from core.segmentation import Segmentation
 
 #: Segmented property category "Anatomical Structure" as DICOM CID 7150 has it now (pydicom's
 #: dictionary still has the inactivated SNOMED concept 91723000).
@@ -78,7 +79,7 @@ def _source_headers(scan: Scan) -> list[pydicom.Dataset]:
     if reason:
         raise LiverSegError(reason)
     headers = scan.dicom_headers
-    copies = [copy.deepcopy(header) for header in headers]  # the scan's own headers stay as read
+    copies = [pydicom.Dataset(dict(header)) for header in headers]  # new attributes stay out of the scan's own headers
     if "FrameOfReferenceUID" not in copies[0]:
         # The same series always gets the same derived frame, so SEGs made of it share it.
         derived = pydicom.uid.generate_uid(entropy_srcs=["frame of reference", str(copies[0].SeriesInstanceUID)])
@@ -98,12 +99,10 @@ def build_dicom_seg(segmentation: Segmentation) -> hd.seg.Segmentation:
     transposed to (slice, row, column) and the affine's columns reordered to match.
     """
     headers = _source_headers(segmentation.scan)
-    labels = segmentation.labels
-    stacked = np.stack([labels > 0, labels == LESION], axis=-1).transpose(2, 1, 0, 3).astype(np.uint8)
+    # Label-map style: label 1 is segment 1, label 2 segment 2; the transpose is a view, not a copy.
     volume = hd.Volume(
-        stacked, segmentation.scan.affine[:, [2, 1, 0, 3]], coordinate_system="PATIENT",
+        segmentation.labels.transpose(2, 1, 0), segmentation.scan.affine[:, [2, 1, 0, 3]], coordinate_system="PATIENT",
         frame_of_reference_uid=headers[0].FrameOfReferenceUID, from_reference_convention="RAS",
-        channels={"SegmentNumber": [1, 2]},
     )
     return hd.seg.Segmentation(
         source_images=headers,

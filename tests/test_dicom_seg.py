@@ -12,7 +12,7 @@ from core.dicom_seg import NEEDS_DICOM, build_dicom_seg, dicom_seg_bytes, write_
 from core.errors import LiverSegError
 from core.io import read_scan
 from core.phantom import make_phantom
-from core.segmentation import LESION, Segmentation
+from core.segmentation import LESION, LIVER, Segmentation
 from tests.dicom_factory import PATIENT_ID, PATIENT_NAME, write_dicom_series
 
 SERIES = "1.2.826.0.1.3680043.2.1125.1"
@@ -44,7 +44,7 @@ def test_round_trip_puts_every_frame_on_its_source_slice(tmp_path, axcodes):
 
     seg = hd.seg.segread(path)
     headers = {header.SOPInstanceUID: (k, header) for k, header in enumerate(scan.dicom_headers)}
-    liver_slices = [k for k in range(scan.shape[2]) if labels[:, :, k].any()]
+    liver_slices = [k for k in range(scan.shape[2]) if (labels[:, :, k] == LIVER).any()]
     lesion_slices = [k for k in range(scan.shape[2]) if (labels[:, :, k] == LESION).any()]
     assert seg.NumberOfFrames == len(liver_slices) + len(lesion_slices)  # frames only where a segment is present
     shared = seg.SharedFunctionalGroupsSequence[0]
@@ -60,7 +60,7 @@ def test_round_trip_puts_every_frame_on_its_source_slice(tmp_path, axcodes):
         reference = item.DerivationImageSequence[0].SourceImageSequence[0]
         k, header = headers[reference.ReferencedSOPInstanceUID]
         np.testing.assert_allclose(item.PlanePositionSequence[0].ImagePositionPatient, header.ImagePositionPatient, atol=1e-4)
-        expected = labels[:, :, k] > 0 if segment == 1 else labels[:, :, k] == LESION
+        expected = labels[:, :, k] == segment  # segment 1 is label 1 (liver), 2 is label 2 (lesion)
         np.testing.assert_array_equal(frame.astype(bool), expected.T)  # a frame is (row, column) = (j, i)
         seen[segment].append(k)
     assert sorted(seen[1]) == liver_slices and sorted(seen[2]) == lesion_slices
@@ -78,7 +78,7 @@ def test_segments_carry_standard_codes_and_the_model(tmp_path):
         assert segment.SegmentAlgorithmType == "AUTOMATIC"
         algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
         assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("unit-model", "2026-01-02")
-    assert seg.SegmentationType == "BINARY"
+    assert (seg.SegmentationType, seg.SegmentsOverlap) == ("BINARY", "NO")  # as in the NIfTI label map
 
 
 def test_pydicom_reads_it_as_a_seg_of_the_source_study_and_series(tmp_path):
