@@ -11,6 +11,11 @@ from core import jobs, registry
 from core.errors import LiverSegError
 from core.model_archive import model_archive, model_size_bytes
 
+# Streamlit serves pages/ by itself on a fresh server's very first run, before app.py has called
+# st.navigation once: without this, that first visitor would skip app.py's login gate.
+if "uploads" not in st.session_state:
+    st.switch_page("app.py")
+
 
 def scalar(value) -> bool:
     """A value that reads well in one table cell: a number, a string, or a list of those."""

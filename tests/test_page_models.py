@@ -34,6 +34,7 @@ def trained(tmp_path, monkeypatch):
 
 def run_page() -> AppTest:
     page = AppTest.from_file(PAGE, default_timeout=180)
+    page.session_state["uploads"] = None  # app.py's gate has run (this page keeps no uploads)
     page.run()
     assert not page.exception, page.exception
     return page
