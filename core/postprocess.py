@@ -32,6 +32,16 @@ from core.metrics import LESION_CONNECTIVITY
 from core.segmentation import BACKGROUND, LESION, LIVER
 
 
+def _members(components: np.ndarray, chosen: np.ndarray) -> np.ndarray:
+    """Where ``components`` (from ``ndimage.label``) is one of the ``chosen`` component numbers.
+
+    A lookup table indexed by component number: ``np.isin`` sorts the whole volume.
+    """
+    table = np.zeros(int(components.max()) + 1, bool)
+    table[chosen] = True
+    return table[components]
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 26-connected component of ``mask`` (a copy of ``mask`` when it has one or none)."""
     components, count = ndimage.label(mask, LESION_CONNECTIVITY)
@@ -74,7 +84,7 @@ def postprocess(labels: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarra
         sizes_ml = np.bincount(components.ravel())[1:] * voxel_ml
         specks = np.flatnonzero(sizes_ml < config.MIN_LESION_ML) + 1
         if len(specks):
-            lesion &= ~np.isin(components, specks)
+            lesion &= ~_members(components, specks)
             notes.append(f"dropped {len(specks)} lesion speck(s) smaller than {config.MIN_LESION_ML:g} mL")
 
     cleaned = np.zeros(labels.shape, np.uint8)
@@ -96,8 +106,11 @@ def lesion_confidences(labels: np.ndarray, lesion_probability: np.ndarray) -> tu
     components, count = ndimage.label(labels == LESION, LESION_CONNECTIVITY)
     if not count:
         return components, np.zeros(0)
-    index = np.arange(1, count + 1)
-    return components, np.asarray(ndimage.mean(lesion_probability, components, index), dtype=float)
+    # Sums over the lesion voxels alone: ``ndimage.mean`` visits every voxel of the scan, ~10x slower.
+    inside = components > 0
+    ids = components[inside]
+    sums = np.bincount(ids, weights=lesion_probability[inside], minlength=count + 1)[1:]
+    return components, sums / np.bincount(ids, minlength=count + 1)[1:]
 
 
 def drop_unconfident_lesions(labels: np.ndarray, lesion_probability: np.ndarray, threshold: float) -> tuple[np.ndarray, list[str]]:
@@ -114,5 +127,5 @@ def drop_unconfident_lesions(labels: np.ndarray, lesion_probability: np.ndarray,
     if not len(doomed):
         return labels, []
     cleaned = labels.copy()
-    cleaned[np.isin(components, doomed)] = LIVER
+    cleaned[_members(components, doomed)] = LIVER
     return cleaned, [f"dropped {len(doomed)} lesion(s) with confidence below {threshold:.2f} (the model card's threshold)"]

@@ -1,6 +1,6 @@
 """The model card's TorchIO transforms, shared by inference and training.
 
-Canonical RAS+ orientation, resampling to the card's spacing, optional noise
+Resampling to the card's spacing, canonical RAS+ orientation, optional noise
 reduction, then the HU window scaled to [-1, 1]. Training adds augmentation
 after these; inference inverts only the geometry (``core.inference``).
 """
@@ -37,7 +37,9 @@ class Denoise(tio.IntensityTransform):
 def preprocessing(card: ModelCard) -> tio.Compose:
     """The deterministic transforms that bring a scan onto the model's grid and scale."""
     low, high = card.hu_window
-    transforms: list[tio.Transform] = [tio.ToCanonical(), tio.Resample(tuple(card.spacing_mm))]
+    # Resampling first: reorienting a full-resolution scan copies all of it (a 512x512x129 DICOM
+    # series took 1.1 s this way round, 0.2 s the other, for the same labels), the coarse grid is small.
+    transforms: list[tio.Transform] = [tio.Resample(tuple(card.spacing_mm)), tio.ToCanonical()]
     if card.denoise:
         transforms.append(Denoise(card.denoise))
     transforms += [

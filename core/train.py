@@ -87,7 +87,7 @@ from core.unet import UNet
 
 PROGRESS_FILE, LOG_FILE, CHECKPOINT_DIR = "progress.jsonl", "train.log", "checkpoints"
 BEST, LAST = "best", "last"
-CACHE_VERSION = 1  # bump when the cached format or preprocessing code changes
+CACHE_VERSION = 2  # bump when the cached format or preprocessing code changes
 #: Gradient norm clip (nnU-Net's value): keeps early steps on tiny batches stable.
 GRADIENT_CLIP = 12.0
 

@@ -35,6 +35,11 @@ from core.scan import Scan
 from core.segmentation import Segmentation
 from core.slices import PLANES, THROUGH_AXIS, WINDOW_PRESETS, DisplayVolume, View, legend
 
+# Streamlit serves pages/ by itself on a fresh server's very first run, before app.py has called
+# st.navigation once: without this, that first visitor would skip app.py's login gate.
+if "uploads" not in st.session_state:
+    st.switch_page("app.py")
+
 log = logging.getLogger(__name__)
 
 PLANE_NAMES = {"axial": "Axial (from the feet)", "coronal": "Coronal (from the front)", "sagittal": "Sagittal (from the side)"}
