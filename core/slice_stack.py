@@ -48,6 +48,7 @@ class SliceStack:
         hover_hu: int16 HU of the hover grid, (slices, rows, columns), screen order.
         hover_labels: uint8 label codes on the same grid: model label, plus 3 x reference label when
             there is a reference (so 0-8), which the viewer turns into words.
+        native_shape: (rows, columns) of a slice in native voxels.
         hover_step: native voxels per hover cell along each side.
         origin_mm: RAS+ coordinate (mm) of the native voxel at screen column 0 and row 0.
         delta_mm: change of that coordinate per native voxel to the right and downwards.
@@ -63,6 +64,7 @@ class SliceStack:
     native_mm: float
     hover_hu: np.ndarray
     hover_labels: np.ndarray
+    native_shape: tuple[int, int]
     hover_step: int
     origin_mm: tuple[float, float]
     delta_mm: tuple[float, float]
@@ -84,6 +86,7 @@ class SliceStack:
             "height": self.size[1],
             "hover": base64.b64encode(zlib.compress(hover, 6)).decode(),
             "hoverShape": list(self.hover_hu.shape),
+            "nativeShape": list(self.native_shape),
             "hoverStep": self.hover_step,
             "origin": list(self.origin_mm),
             "delta": list(self.delta_mm),
@@ -141,6 +144,7 @@ def build_stack(volume: DisplayVolume, plane: str, view: View, max_pixels: int =
         native_mm=float(min(row_mm, col_mm)),
         hover_hu=np.ascontiguousarray(volume.planes(volume.hu, plane)[cells]),
         hover_labels=np.ascontiguousarray(codes, dtype=np.uint8),
+        native_shape=(rows, cols),
         hover_step=step,
         origin_mm=(float(h_mm[-1]), float(v_mm[-1])),
         delta_mm=(-float(volume.affine[horizontal, horizontal]), -float(volume.affine[vertical, vertical])),
