@@ -77,7 +77,8 @@ export default function ({ data, parentElement }) {
       return;
     }
     context.drawImage(image, 0, 0, data.width, data.height);
-    canvas.dataset.slice = String(shown + 1); // what is on screen, for tests and the latency benchmark
+    canvas.dataset.plane = data.plane; // what is on screen, for tests and the latency benchmark
+    canvas.dataset.slice = String(shown + 1);
   }
 
   function schedule() {
