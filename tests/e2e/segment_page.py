@@ -149,11 +149,22 @@ def move_slice(page, key: str = "ArrowRight") -> float:
     return _timed(page, lambda: viewer.press(key))
 
 
-def wheel_slice(page, delta_y: float = 100) -> float:
-    """Turn the mouse wheel over the picture by ``delta_y`` (one notch is 100); milliseconds until the new slice was painted."""
+def _over_picture(page) -> None:
     box = page.locator(SLICE_CANVAS).bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def wheel_slice(page, delta_y: float = 100) -> float:
+    """Turn the mouse wheel over the picture by ``delta_y`` (one notch is 100); milliseconds until the new slice was painted."""
+    _over_picture(page)
     return _timed(page, lambda: page.mouse.wheel(0, delta_y))
+
+
+def wheel_burst(page, notches: int, delta_y: float = 100) -> None:
+    """Turn the wheel over the picture ``notches`` times as fast as the browser takes events, waiting for no paint."""
+    _over_picture(page)
+    for _ in range(notches):
+        page.mouse.wheel(0, delta_y)
 
 
 def step_slice(page, button: str = "Next") -> float:

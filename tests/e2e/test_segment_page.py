@@ -54,9 +54,7 @@ def scroll_all_planes(page, prefix: str) -> None:
             move()
             expected += direction
             assert viewer.slice_number(page) == expected
-        page.mouse.wheel(0, 100 * direction)  # a burst, not waiting for any paint: every notch counts
-        for _ in range(4):
-            page.mouse.wheel(0, 100 * direction)
+        viewer.wheel_burst(page, 5, 100 * direction)  # every notch counts
         expected += 5 * direction
         viewer.wait_for_slice(page, expected, expected)
         page.wait_for_timeout(300)
