@@ -33,7 +33,15 @@ def _segment(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     if not args.output.name.lower().endswith(NIFTI_SUFFIXES):
         raise LiverSegError(f"{args.output.name}: the label map is written as NIfTI; name the output .nii.gz or .nii")
+    if args.dicom_seg and args.dicom_seg.suffix.lower() != ".dcm":
+        raise LiverSegError(f"{args.dicom_seg.name}: the DICOM SEG is written as a DICOM file; name it .dcm")
     scan = read_scan(args.input)
+    if args.dicom_seg:
+        from core.dicom_seg import unavailable_reason
+
+        reason = unavailable_reason(scan)  # before the model runs, not after
+        if reason:
+            raise LiverSegError(f"--dicom-seg: {reason}")
     read_seconds = time.perf_counter() - started
 
     from tqdm import tqdm
@@ -58,12 +66,21 @@ def _segment(args: argparse.Namespace) -> None:
         start = time.perf_counter()
         table = analyse_lesions(segmentation.labels, scan, segmentation.lesion_probability).to_csv()  # before writing: a failure leaves no output
         seconds["lesions"] = time.perf_counter() - start
+    seg = None
+    if args.dicom_seg:
+        from core.dicom_seg import dicom_seg_bytes
+
+        start = time.perf_counter()
+        seg = dicom_seg_bytes(segmentation)  # before writing: a failure leaves no output
+        seconds["dicom_seg"] = time.perf_counter() - start
     start = time.perf_counter()
     write_labels(segmentation.labels, scan, args.output)
-    if table is not None:
-        from core.atomic import write_atomically
+    from core.atomic import write_atomically
 
+    if table is not None:
         write_atomically(args.lesions, table.encode())
+    if seg is not None:
+        write_atomically(args.dicom_seg, seg)
     seconds["write"] = time.perf_counter() - start
     seconds["total"] = time.perf_counter() - started
 
@@ -169,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--model", help="model folder name under trained/ (default: the configured default model)")
     segment.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto takes CUDA when present (default)")
     segment.add_argument("--lesions", type=Path, metavar="CSV", help="also write the lesion table here")
+    segment.add_argument("--dicom-seg", type=Path, metavar="OUT.dcm",
+                         help="also write a DICOM Segmentation (liver, lesion) referencing the source series; needs a DICOM input")
     segment.add_argument(
         "--precision",
         choices=["auto", "mixed", "float32"],

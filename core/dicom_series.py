@@ -3,8 +3,11 @@
 GDCM groups the files by series UID and orders the slices by their position.
 A folder holding several series (a whole study exported at once) gives the
 largest CT series, and ``Scan.details`` says which was taken and what was left.
-Only non-identifying header fields are kept: never the patient's name, ID or
-birth date.
+``Scan.details`` keeps only non-identifying header fields. ``Scan.dicom_headers``
+keeps, per slice, the few attributes a DICOM SEG needs to reference the series
+(``REFERENCE_KEYWORDS``): the patient's name and ID are among them, so that a
+hospital system files the SEG with its patient and study; the birth date, sex
+and every other patient or study detail are dropped when the files are read.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import SimpleITK as sitk
+from pydicom.errors import InvalidDicomError
 
 from core.errors import LiverSegError
 from core.reasons import reason
@@ -23,6 +28,20 @@ from core.sitk_image import from_sitk
 
 # DICOM tags (group|element) read from a series' first file.
 MODALITY, SERIES_DESCRIPTION, BODY_PART = "0008|0060", "0008|103e", "0018|0015"
+
+#: What ``Scan.dicom_headers`` keeps of each slice's header: the instance, series and study it
+#: belongs to (and the study's Type 2 attributes a SEG repeats), its geometry, and the patient's
+#: name and ID, without which a PACS cannot file the SEG with its study. Nothing else.
+REFERENCE_KEYWORDS = (
+    "SpecificCharacterSet", "SOPClassUID", "SOPInstanceUID", "Modality",
+    "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName",
+    "SeriesInstanceUID", "FrameOfReferenceUID",
+    "PatientName", "PatientID",
+    "Rows", "Columns", "PixelSpacing", "SliceThickness", "ImagePositionPatient", "ImageOrientationPatient",
+)
+#: Type 2 attributes a SEG must carry, present but empty where the source has none (or is not told).
+EMPTY_TYPE2 = ("StudyID", "StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName",
+               "PatientName", "PatientID", "PatientBirthDate", "PatientSex")
 
 
 @dataclass(frozen=True)
@@ -105,7 +124,31 @@ def read_dicom_series(folder: Path, source: str) -> Scan:
     if chosen.body_part:
         details["body_part"] = chosen.body_part
     voxels, affine = from_sitk(image)
-    return Scan(voxels, affine, source=source, details=details)
+    return Scan(voxels, affine, source=source, details=details, dicom_headers=reference_headers(chosen.files))
+
+
+def reference_headers(files: tuple[str, ...]) -> tuple[pydicom.Dataset, ...]:
+    """Each file's header reduced to ``REFERENCE_KEYWORDS`` (Type 2 ones present, maybe empty), pixels never read.
+
+    ``files`` is the series in the reader's slice order, so header ``k`` describes the scan's slice ``k``.
+    A header pydicom cannot parse gives an empty tuple: the scan is still usable, only a DICOM SEG
+    of it cannot be made (``core.dicom_seg`` says so).
+    """
+    headers = []
+    for path in files:
+        try:
+            full = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            return ()
+        kept = pydicom.Dataset()
+        for keyword in REFERENCE_KEYWORDS:
+            if keyword in full:
+                setattr(kept, keyword, full[keyword].value)
+        for keyword in EMPTY_TYPE2:
+            if keyword not in kept:
+                setattr(kept, keyword, "")
+        headers.append(kept)
+    return tuple(headers)
 
 
 def _check_slices(reader: sitk.ImageSeriesReader, image: sitk.Image, source: str) -> None:

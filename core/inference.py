@@ -190,8 +190,8 @@ class Segmenter:
         report("postprocess", 1.0)
         seconds["postprocess"] = time.perf_counter() - start
         device = "cpu" if "cpu" in devices else devices[0]  # after a fallback in either stage, say CPU
-        return Segmentation(labels, scan, model=self.card.name, device=device, seconds=seconds, notes=notes,
-                            warnings=warnings, lesion_probability=lesion_probability)
+        return Segmentation(labels, scan, model=self.card.name, model_version=self.card.created, device=device, seconds=seconds,
+                            notes=notes, warnings=warnings, lesion_probability=lesion_probability)
 
     def _locate(self, scan: Scan, report: Callable[[float], None], devices: list[str], notes: list[str]) -> LiverRegion | None:
         """The cascade's first stage: where in the whole scan the liver is (``None``: nowhere, so search it all)."""

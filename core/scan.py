@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import nibabel as nib
 import numpy as np
 import torchio as tio
+from pydicom import Dataset
 
 
 @dataclass(frozen=True, eq=False)
@@ -20,12 +21,17 @@ class Scan:
             that reveals another user's folders).
         details: non-identifying facts about the acquisition (modality, series description,
             how a multi-series zip was resolved); never patient names or IDs.
+        dicom_headers: for a scan read from a DICOM series, each slice's header (pydicom
+            datasets without pixels, in the order of the array's last axis), reduced by
+            ``core.dicom_series`` to what a DICOM SEG needs to reference them; empty otherwise.
+            Kept out of ``repr`` and never shown: they carry the patient's name and ID.
     """
 
     voxels: np.ndarray
     affine: np.ndarray
     source: str = ""
     details: dict = field(default_factory=dict)
+    dicom_headers: tuple[Dataset, ...] = field(default=(), repr=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -68,7 +74,7 @@ class Scan:
         """The voxels in ``box`` (a view, not a copy) with the affine that keeps them where they are in space."""
         affine = self.affine.copy()
         affine[:3, 3] = self.affine[:3, :3] @ [s.start for s in box] + self.affine[:3, 3]
-        return Scan(self.voxels[box], affine, self.source, self.details)
+        return Scan(self.voxels[box], affine, self.source, self.details)  # no headers: the crop is not the series
 
     def to_torchio(self) -> tio.ScalarImage:
         """The scan as a TorchIO image (channel-first tensor, same affine)."""

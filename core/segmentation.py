@@ -20,6 +20,8 @@ class Segmentation:
         labels: uint8 array with exactly ``scan.shape``.
         scan: the scan the labels belong to (and whose affine they are written with).
         model: name of the model that produced it.
+        model_version: that model's version (its card's ``created`` time), which a DICOM SEG
+            records beside the name; empty for label maps read from disk.
         device: where inference ran (``"cuda"``, ``"cpu"``), after any fallback.
         seconds: wall time per stage (read, preprocess, infer, post-process, ...).
         notes: what the user should know (a CPU fallback, a dropped component).
@@ -33,6 +35,7 @@ class Segmentation:
     labels: np.ndarray
     scan: Scan
     model: str = ""
+    model_version: str = ""
     device: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

@@ -183,15 +183,18 @@ class DisplayVolume:
         """Canonical axes along the screen's (horizontal, vertical) for ``plane``."""
         return tuple(a for a in range(3) if a != THROUGH_AXIS[plane])  # type: ignore[return-value]
 
-    def plane(self, array: np.ndarray, plane: str, index: int) -> np.ndarray:
-        """One slice of a canonical array in screen order: row 0 at the top, column 0 on the left.
+    def planes(self, array: np.ndarray, plane: str) -> np.ndarray:
+        """All slices of a canonical array in screen order, (slice, row, column); a view, no copy.
 
-        In canonical order every plane's two remaining axes point towards the screen's
-        left (R, or A for sagittal) and top (A or S), so one transpose and two flips serve.
+        Row 0 is the top of the screen, column 0 its left. In canonical order every plane's
+        two remaining axes point towards the screen's left (R, or A for sagittal) and top
+        (A or S), so one transpose and two flips serve.
         """
-        cut = [slice(None)] * 3
-        cut[THROUGH_AXIS[plane]] = index
-        return array[tuple(cut)].T[::-1, ::-1]
+        return np.moveaxis(array, THROUGH_AXIS[plane], 0).transpose(0, 2, 1)[:, ::-1, ::-1]
+
+    def plane(self, array: np.ndarray, plane: str, index: int) -> np.ndarray:
+        """One slice of a canonical array in screen order (see ``planes``)."""
+        return self.planes(array, plane)[index]
 
     def pixel_mm(self, plane: str) -> tuple[float, float]:
         """Height and width of one voxel of ``plane`` on screen (mm)."""

@@ -11,6 +11,11 @@ from core import jobs, registry
 from core.errors import LiverSegError
 from core.model_archive import model_archive, model_size_bytes
 
+# Streamlit serves pages/ by itself on a fresh server's very first run, before app.py has called
+# st.navigation once: without this, that first visitor would skip app.py's login gate.
+if "uploads" not in st.session_state:
+    st.switch_page("app.py")
+
 
 def scalar(value) -> bool:
     """A value that reads well in one table cell: a number, a string, or a list of those."""
@@ -49,8 +54,9 @@ def facts_table(mapping: dict) -> None:
 
 
 def headline_metrics(metrics: dict) -> dict[str, float]:
-    """Summary numbers of a card's metrics: numeric values at the top level or in its ``summary``/``mean`` part."""
-    source = metrics.get("summary") or metrics.get("mean") or metrics
+    """Summary numbers of a card's metrics: numeric values in its ``mean`` (that of its cross-validation when it has
+    one), its ``summary``, or at the top level."""
+    source = (metrics.get("cross_validation") or {}).get("mean") or metrics.get("summary") or metrics.get("mean") or metrics
     return {key: value for key, value in source.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
@@ -65,6 +71,16 @@ def cases_text(data: list) -> str:
     held_out = sum(isinstance(item, dict) and item.get("role") == "validation" for item in data)
     trained = len(data) - held_out
     return f"trained on {trained} case{'s' if trained != 1 else ''}" + (f", {held_out} held out" if held_out else "")
+
+
+def grid_text(card) -> str:
+    """``"voxels of 2 × 2 × 2 mm · patches of 64 × 64 × 64 voxels"``."""
+    return (f"voxels of {' × '.join(f'{value:g}' for value in card.spacing_mm)} mm · "
+            f"patches of {' × '.join(str(value) for value in card.patch_size)} voxels")
+
+
+def architecture_text(card) -> str:
+    return f"UNet, channels {card.channels}, {grid_text(card)}; noise reduction: {card.denoise or 'none'}"
 
 
 def size_text(size: int) -> str:
@@ -113,8 +129,8 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
         facts = [f"created {card.created[:16].replace('T', ' ')}" if card.created else None,
                  size_text(model_size_bytes(card.name)),
                  cases_text(data) if isinstance(data, list) else None,
-                 f"voxels of {' × '.join(f'{value:g}' for value in card.spacing_mm)} mm",
-                 f"patches of {' × '.join(str(value) for value in card.patch_size)} voxels",
+                 "two-stage cascade" if card.cascade else None,
+                 grid_text(card),
                  f"HU window {card.hu_window[0]:g} to {card.hu_window[1]:g}"]
         st.caption(" · ".join(fact for fact in facts if fact))
         headline = headline_metrics(card.metrics or {})
@@ -122,18 +138,26 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
             numbers = st.columns(6)
             for cell, (key, value) in zip(numbers, headline.items()):
                 cell.metric(metric_label(key), f"{value:.3f}" if isinstance(value, float) else value,
-                            help="Measured on held-out cases the model was not trained on.")
+                            help="Mean of a leave-one-case-out cross-validation: each case scored by a model trained "
+                            "without it." if "cross_validation" in (card.metrics or {}) else
+                            "Measured on held-out cases the model was not trained on.")
         with st.expander("Model card"):
             left, right = st.columns(2)
             with left:
-                st.markdown("**Training**")
+                st.markdown("**Training**" + (" of the second stage" if card.cascade else ""))
                 facts_table(training)
+                if card.cascade:
+                    st.markdown("**Training of the first stage**")
+                    facts_table(card.coarse.training or {})
             with right:
                 st.markdown("**Metrics**")
                 facts_table(card.metrics or {})
                 st.markdown("**Architecture**")
-                st.write(f"UNet, channels {card.channels}; labels {', '.join(f'{k} {v}' for k, v in card.labels.items())}; "
-                         f"noise reduction: {card.denoise or 'none'}")
+                if card.cascade:
+                    st.write(f"First stage, on the whole scan: {architecture_text(card.coarse)}. It finds the liver; the second "
+                             f"stage looks only within {card.cascade['roi_margin_mm']:g} mm of what it found.")
+                st.write(f"{'Second stage: ' if card.cascade else ''}{architecture_text(card)}; "
+                         f"labels {', '.join(f'{k} {v}' for k, v in card.labels.items())}")
 
 
 st.title("Models")

@@ -7,7 +7,8 @@ are ``core``'s. What the session keeps (``st.session_state``):
 - ``results``: ``(scan fingerprint, model) -> Result``, a few at most, so that any
   view change, and going back to an earlier scan, never runs the model again;
 - ``reference``: the ground truth uploaded for the current scan (``Reference``);
-- ``slice_<plane>``, ``plane``, ...: the viewer's settings.
+- ``slice_<plane>``, ``viewer_jump``, ``plane``, ...: the viewer's settings (the slice the browser
+  shows is the browser's own; the page sets it only on a jump).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, exports, registry, uploads
+from core import config, dicom_seg, exports, registry, uploads
 from core.errors import LiverSegError
-from core.figures import slice_figure, surface_figure
+from core.figures import surface_figure
 from core.ground_truth import GroundTruth, load_ground_truth
 from core.io import read_scan
 from core.lesions import LesionReport, analyse_lesions
@@ -33,14 +34,21 @@ from core.report import NOT_FOR_CLINICAL_USE, detection_table, format_value, htm
 from core.sample import SPACING_NOTE
 from core.scan import Scan
 from core.segmentation import Segmentation
-from core.slices import PLANES, THROUGH_AXIS, WINDOW_PRESETS, DisplayVolume, View, legend
+from core.slice_stack import build_stack
+from core.slices import PLANES, WINDOW_PRESETS, DisplayVolume, View, legend
+from widgets.slice_viewer import slice_viewer
+
+# Streamlit serves pages/ by itself on a fresh server's very first run, before app.py has called
+# st.navigation once: without this, that first visitor would skip app.py's login gate.
+if "uploads" not in st.session_state:
+    st.switch_page("app.py")
 
 log = logging.getLogger(__name__)
 
 PLANE_NAMES = {"axial": "Axial (from the feet)", "coronal": "Coronal (from the front)", "sagittal": "Sagittal (from the side)"}
 COMPARE_NAMES = {"result": "The model's result", "liver": "Agreement: liver", "lesion": "Agreement: lesions"}
 MAX_RESULTS = 3  # each holds a label map and a display copy of its scan
-PLOT_CONFIG = {"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
+MAX_STACKS = 3  # slice stacks kept per result (a plane and its settings each; up to about 10 MB each)
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +70,7 @@ class Result:
     volume: DisplayVolume
     metrics: dict[str, dict] = field(default_factory=dict)  # reference key -> core.metrics.evaluate()
     surface: go.Figure | None = None
+    stacks: dict[tuple, tuple] = field(default_factory=dict)  # (plane, View, reference key) -> (payload, shown mm, native mm)
 
 
 @dataclass(eq=False)
@@ -274,12 +283,10 @@ def _reset_viewer(volume: DisplayVolume, result_id: str) -> None:
 
 
 def _jump(volume: DisplayVolume, canonical_voxel) -> None:
+    """Show the slices through a voxel in every plane (the viewer follows a new ``viewer_jump``)."""
     for plane in PLANES:
         st.session_state[f"slice_{plane}"] = volume.slice_through(plane, canonical_voxel) + 1
-
-
-def _step(key: str, delta: int, count: int) -> None:
-    st.session_state[key] = min(max(st.session_state[key] + delta, 1), count)
+    st.session_state["viewer_jump"] = st.session_state.get("viewer_jump", 0) + 1
 
 
 def _window_changed() -> None:
@@ -297,11 +304,11 @@ def _legend_html(view: View, has_reference: bool) -> str:
     return "&emsp;".join(items)
 
 
-def _viewer(volume: DisplayVolume) -> None:
-    """The slice viewer: settings on the right, the picture and its slider (a fragment) on the left.
+def _viewer(result: Result, volume: DisplayVolume, reference_key: str | None) -> None:
+    """The slice viewer: settings on the right (a change reruns the page), the picture on the left.
 
-    Only the slider, the step buttons and the picture are in the fragment, so that a slice
-    move reruns and redraws no more than these; changing a setting reruns the page.
+    The picture is a browser-side component holding every slice of the plane: scrolling it
+    never reruns the page. Its stack is built once per plane and setting, and kept.
     """
     has_reference = volume.reference is not None
     picture, controls = st.columns([3, 1])
@@ -325,25 +332,23 @@ def _viewer(volume: DisplayVolume) -> None:
             opacity = st.slider("Colour opacity", 0.0, 1.0, step=0.05, key="opacity")
     view = View(width=width, level=level, opacity=opacity, liver=show_liver, lesions=show_lesions, reference=show_reference,
                 compare=None if showing_result else compare)
+    stack_key = (plane, view, reference_key)
+    if stack_key not in result.stacks:
+        with st.spinner("Preparing the slices…"):
+            stack = build_stack(volume, plane, view)
+            result.stacks[stack_key] = (stack.payload(), stack.pixel_mm if stack.downsampled else None, stack.native_mm)
+        while len(result.stacks) > MAX_STACKS:
+            del result.stacks[next(iter(result.stacks))]
+    payload, shown_mm, native_mm = result.stacks[stack_key]
     with picture:
-        _slices(volume, plane, view)
+        slice_viewer(payload, stack_id=f"{st.session_state['viewer_for']}:{hash(stack_key)}", title=PLANE_NAMES[plane],
+                     start=st.session_state[f"slice_{plane}"] - 1, jump=str(st.session_state["viewer_jump"]))
         st.markdown(_legend_html(view, has_reference), unsafe_allow_html=True)
-        st.caption("The patient's right is on the left of the picture, as radiologists view scans. "
-                   "Hover over the picture for the CT value (HU) and position.")
-
-
-@st.fragment
-def _slices(volume: DisplayVolume, plane: str, view: View) -> None:
-    """Slider, step buttons and the slice; a fragment, so moving the slider reruns only this."""
-    count, key = volume.slice_count(plane), f"slice_{plane}"
-    back, slider, forward = st.columns([1.4, 6, 1.4], vertical_alignment="bottom")
-    slider.slider("Slice", 1, count, key=key, help="Drag, or click the slider and use the arrow keys.")
-    back.button("Back", icon=":material/chevron_left:", on_click=_step, args=(key, -1, count), width="stretch", help="Previous slice")
-    forward.button("Next", icon=":material/chevron_right:", on_click=_step, args=(key, 1, count), width="stretch", help="Next slice")
-    index = st.session_state[key] - 1
-    st.plotly_chart(slice_figure(volume, plane, index, view), config=PLOT_CONFIG, theme=None, key="slice_view")
-    position = volume.axis_mm(THROUGH_AXIS[plane])[index]
-    st.caption(f"{PLANE_NAMES[plane]}, slice {index + 1} of {count} ({'RAS'[THROUGH_AXIS[plane]]} = {position:.1f} mm).")
+        st.caption("Scroll with the mouse wheel over the picture, or click it and use the arrow keys. The patient's right is "
+                   "on the left of the picture, as radiologists view scans. Hover over the picture for the CT value (HU) and position.")
+        if shown_mm is not None:
+            st.caption(f":material/info: Shown at {shown_mm:.2f} mm per pixel (the scan has {native_mm:.2f} mm) so that your browser "
+                       "can hold every slice of this view at once; measurements and downloads use the full resolution.")
 
 
 def _lesion_table(loaded: Loaded, result: Result) -> None:
@@ -421,6 +426,14 @@ def _downloads(loaded: Loaded, result: Result, reference: Reference | None) -> N
         st.download_button("Label map (NIfTI)", data=lambda: exports.label_map_nifti(segmentation, folder),
                            file_name=f"{stem}_labels.nii.gz", mime="application/gzip", on_click="ignore", icon=":material/download:",
                            help="0 background, 1 liver, 2 lesion, on the scan's own grid: opens over the scan in 3D Slicer or ITK-SNAP.")
+        seg_unavailable = dicom_seg.unavailable_reason(loaded.scan)
+        if seg_unavailable is None:
+            st.download_button("Segmentation (DICOM SEG)", data=lambda: dicom_seg.dicom_seg_bytes(segmentation),
+                               file_name=f"{stem}_seg.dcm", mime="application/dicom", on_click="ignore", icon=":material/download:",
+                               help="Liver and lesion segments referencing the uploaded series, for a PACS or a DICOM viewer "
+                                    "(OHIF, 3D Slicer). It carries the patient's name and ID from the series, as DICOM needs.")
+        else:
+            st.caption(f"DICOM SEG: not available, {seg_unavailable}.")
         st.download_button("Lesion table (CSV)", data=result.lesions.to_csv, file_name=f"{stem}_lesions.csv", mime="text/csv",
                            on_click="ignore", icon=":material/download:")
         st.download_button("Report (HTML)", data=lambda: html_report(segmentation, result.lesions, volume, metrics, notes),
@@ -467,7 +480,7 @@ def main() -> None:
     names = ["Slices", "3D view"] + (["Compare with reference"] if reference else []) + ["Downloads"]
     tabs = dict(zip(names, st.tabs(names)))
     with tabs["Slices"]:
-        _viewer(volume)
+        _viewer(result, volume, reference.key if reference else None)
         _lesion_table(loaded, result)
     with tabs["3D view"]:
         _three_d(result)

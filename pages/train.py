@@ -19,6 +19,11 @@ from core.training import discovery, progress
 from core.training.options import TrainingOption, training_options
 from core.training.progress import END, START, STEP, VALIDATION, events
 
+# Streamlit serves pages/ by itself on a fresh server's very first run, before app.py has called
+# st.navigation once: without this, that first visitor would skip app.py's login gate.
+if "uploads" not in st.session_state:
+    st.switch_page("app.py")
+
 #: How often the job panel refreshes itself while a job is queued or running (s).
 REFRESH_S = 2.0
 STATE_BADGES = {

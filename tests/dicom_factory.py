@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from core.scan import Scan
 from core.sitk_image import to_sitk
 
-PATIENT_NAME, PATIENT_ID = "Doe^Jane", "PID-12345"
+PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE = "Doe^Jane", "PID-12345", "19610412"
 
 
 def write_dicom_series(
@@ -21,8 +21,9 @@ def write_dicom_series(
     description: str = "ABDOMEN PORTAL",
     suffix: str = "",
     stored_offset: int = 1024,
+    frame_of_reference: str | None = None,
 ) -> list[Path]:
-    """One file per slice, HU rounded to integers.
+    """One file per slice, HU rounded to integers; a Frame of Reference UID only when given (GDCM writes none).
 
     GDCM stores ``HU + stored_offset`` and writes the rescale intercept ``-stored_offset``,
     as scanners do, so that a reader that forgets the rescale sees values far from HU.
@@ -44,6 +45,7 @@ def write_dicom_series(
             "0008|103e": description,
             "0010|0010": PATIENT_NAME,
             "0010|0020": PATIENT_ID,
+            "0010|0030": PATIENT_BIRTH_DATE,
             "0020|000d": "1.2.826.0.1.3680043.2.1125.9",
             "0020|000e": series,
             "0020|0013": str(k + 1),
@@ -52,6 +54,8 @@ def write_dicom_series(
             "0028|1052": str(-stored_offset),
             "0028|1053": "1",
         }
+        if frame_of_reference:
+            tags["0020|0052"] = frame_of_reference
         for tag, value in tags.items():
             plane.SetMetaData(tag, value)
         path = folder / f"slice_{series.rsplit('.', 1)[-1]}_{k:03d}{suffix}"

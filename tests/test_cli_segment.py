@@ -3,8 +3,10 @@ import subprocess
 import sys
 import zipfile
 
+import highdicom as hd
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 
 from core import config, registry
@@ -62,6 +64,44 @@ def test_a_zipped_dicom_series_is_labelled_on_its_own_grid(trained, tmp_path):
     written = nib.load(tmp_path / "labels.nii")
     assert written.shape == dicom.shape
     np.testing.assert_allclose(written.affine, dicom.affine, atol=1e-5)
+
+
+def test_dicom_seg_of_a_dicom_zip_references_its_series_and_matches_the_label_map(trained, tmp_path, capsys):
+    scan, _ = make_phantom((32, 28, 20), spacing=(5.0, 5.0, 6.0), axcodes="LPS")
+    files = write_dicom_series(scan, tmp_path / "dicom")
+    with zipfile.ZipFile(tmp_path / "series.zip", "w") as archive:
+        for path in files:
+            archive.write(path, f"DICOM/{path.name}")
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "series.zip"), "-o", str(out / "labels.nii.gz"), "--dicom-seg", str(out / "labels.dcm"),
+                 "-v"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["labels.dcm", "labels.nii.gz"]
+    assert "dicom_seg=" in capsys.readouterr().err
+    seg = hd.seg.segread(out / "labels.dcm")
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == pydicom.dcmread(files[0]).SeriesInstanceUID
+    labels = np.asarray(nib.load(out / "labels.nii.gz").dataobj)
+    slices = {header.SOPInstanceUID: k for k, header in enumerate(read_scan(tmp_path / "series.zip").dicom_headers)}
+    for frame, item in zip(seg.pixel_array, seg.PerFrameFunctionalGroupsSequence):
+        k = slices[item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID]
+        segment = item.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        np.testing.assert_array_equal(frame.astype(bool), labels[:, :, k].T == segment)
+
+
+def test_dicom_seg_of_a_nifti_scan_is_refused_before_segmenting(trained, nifti, tmp_path, capsys, monkeypatch):
+    from core.inference import Segmenter
+
+    monkeypatch.setattr(Segmenter, "segment", lambda *args: pytest.fail("the model ran before the option was refused"))
+    out = tmp_path / "out"
+    assert main(["segment", str(nifti), "-o", str(out / "labels.nii.gz"), "--dicom-seg", str(out / "labels.dcm")]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --dicom-seg: a DICOM SEG needs a DICOM source: segment a DICOM series (a folder or .zip of its slices); " \
+                  "scan.nii.gz is NIfTI\n"
+    assert not out.exists()
+
+
+def test_dicom_seg_must_be_named_dcm(trained, nifti, tmp_path, capsys):
+    assert main(["segment", str(nifti), "-o", str(tmp_path / "labels.nii.gz"), "--dicom-seg", str(tmp_path / "seg.nii")]) == 2
+    assert capsys.readouterr().err == "error: seg.nii: the DICOM SEG is written as a DICOM file; name it .dcm\n"
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from dataclasses import asdict
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -34,6 +35,7 @@ def trained(tmp_path, monkeypatch):
 
 def run_page() -> AppTest:
     page = AppTest.from_file(PAGE, default_timeout=180)
+    page.session_state["uploads"] = None  # app.py's gate has run (this page keeps no uploads)
     page.run()
     assert not page.exception, page.exception
     return page
@@ -93,3 +95,22 @@ def test_without_models_the_page_points_to_training(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "TRAINED_DIR", tmp_path / "none")
     monkeypatch.setattr(config, "JOBS_DIR", tmp_path / "jobs")
     assert "Train page" in run_page().info[0].value
+
+
+def test_a_cascade_shows_both_stages_and_its_cross_validation(trained):
+    coarse = ModelCard(name="cascade-coarse", channels=[2, 4], patch_size=[16, 16, 16], spacing_mm=[5.0, 5.0, 5.0],
+                       training={"command": "python -m core train --out .cache/stages/cascade-coarse --spacing 5"})
+    card = ModelCard(name="cascade", channels=[2, 4], patch_size=[16, 16, 16], created="2026-03-01T00:00:00+00:00",
+                     training={"command": "python -m core train --out trained/cascade --coarse .cache/stages/cascade-coarse"},
+                     metrics={"measured_on": "leave-one-case-out cross-validation",
+                              "cross_validation": {"mean": {"liver_dice": 0.783, "lesion_dice": 0.292}}},
+                     cascade={"coarse": asdict(coarse), "weights": "coarse.pt", "roi_margin_mm": 20.0})
+    registry.save_model(UNet(card.channels, num_classes=3), card, trained / "cascade", coarse=UNet(coarse.channels, num_classes=3))
+    page = run_page()
+    facts = next(caption.value for caption in page.caption if caption.value.startswith("created 2026-03-01"))
+    assert " · two-stage cascade · voxels of 2 × 2 × 2 mm · " in facts
+    assert [(metric.label, metric.value) for metric in page.metric][:2] == [("Liver Dice", "0.783"), ("Lesion Dice", "0.292")]
+    assert [code.value for code in page.code][:2] == [card.training["command"], coarse.training["command"]]
+    architecture = [block.value for block in page.markdown if "stage" in block.value]
+    assert any(text.startswith("First stage, on the whole scan: UNet, channels [2, 4], voxels of 5 × 5 × 5 mm") and "20 mm" in text
+               for text in architecture)

@@ -1,5 +1,7 @@
 """The Segment page in Streamlit's AppTest: a tiny phantom as the sample and a tiny random-weights model."""
 
+import zipfile
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from core.phantom import make_phantom
 from core.segmentation import Segmentation
 from core.unet import UNet
 from core.uploads import UploadStore
+from tests.dicom_factory import write_dicom_series
 
 PAGE = str(config.ROOT / "pages" / "segment.py")
 SHAPE, SPACING = (40, 32, 24), (6.0, 6.0, 8.0)
@@ -80,11 +83,11 @@ def test_sample_is_segmented_once_and_views_change_without_rerunning(page, monke
     assert [m.label for m in page.metric] == ["Liver volume", "Tumour burden", "Lesions found"]
     assert any("on the CPU with model *tiny*" in c.value for c in page.caption)
     assert any("assumed" in c.value for c in page.caption)  # the sample's spacing assumption is stated
-    axial = page.slider(key="slice_axial").value
-    button(page, "Next").click().run()
-    assert page.slider(key="slice_axial").value == min(axial + 1, SHAPE[2])
+    (result,) = page.session_state["results"].values()
+    (axial,) = result.stacks.values()  # the viewer's slices, built once for the plane shown
+    assert len(axial[0]["images"]) == SHAPE[2] and 1 <= page.session_state["slice_axial"] <= SHAPE[2]
     page.radio(key="plane").set_value("coronal").run()
-    assert page.slider(key="slice_coronal").max == SHAPE[1]
+    assert [len(payload["images"]) for payload, *_ in result.stacks.values()] == [SHAPE[2], SHAPE[1]]
     page.toggle(key="show_liver").set_value(False).run()
     page.selectbox(key="window").set_value("Custom").run()
     page.number_input(key="window_width").set_value(200.0).run()
@@ -127,3 +130,20 @@ def test_a_reference_that_does_not_fit_is_refused(page, tmp_path, exact_model):
     assert not page.exception
     assert "far.nii.gz" in page.error[0].value
     assert [m.label for m in page.metric] == ["Liver volume", "Tumour burden", "Lesions found"]  # the result stays
+
+
+def test_dicom_seg_is_offered_for_a_dicom_upload_and_explained_for_nifti(page, tmp_path):
+    segmented(page)
+    assert "Segmentation (DICOM SEG)" not in [b.label for b in page.download_button]
+    assert any("DICOM SEG: not available, a DICOM SEG needs a DICOM source" in c.value and "is NIfTI" in c.value for c in page.caption)
+
+    scan, _ = make_phantom(shape=SHAPE, spacing=SPACING, axcodes="LPS")
+    files = write_dicom_series(scan, tmp_path / "dicom")
+    with zipfile.ZipFile(tmp_path / "series.zip", "w") as archive:
+        for path in files:
+            archive.write(path, path.name)
+    page.file_uploader(key="scan_upload").set_value(("series.zip", (tmp_path / "series.zip").read_bytes(), "application/zip")).run()
+    button(page, "Find the liver and lesions").click().run()
+    assert not page.exception and not page.error
+    assert "Segmentation (DICOM SEG)" in [b.label for b in page.download_button]
+    assert not any("DICOM SEG: not available" in c.value for c in page.caption)

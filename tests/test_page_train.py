@@ -47,6 +47,7 @@ def stand_in(places, monkeypatch):
 
 def run_page() -> AppTest:
     page = AppTest.from_file(PAGE, default_timeout=180)
+    page.session_state["uploads"] = None  # app.py's gate has run (this page keeps no uploads)
     page.run()
     assert not page.exception, page.exception
     return page

@@ -7,38 +7,30 @@ from pathlib import Path
 from tests.e2e.app_server import SCREENSHOTS, screenshot
 
 PLANE_LABELS = {"axial": "Axial (from the feet)", "coronal": "Coronal (from the front)", "sagittal": "Sagittal (from the side)"}
-#: The viewer's slice picture: a Plotly layout image, whose href changes with every slice.
-SLICE_IMAGE = '[data-testid="stPlotlyChart"] .imagelayer image'
+#: The viewer's slice picture (widgets/slice_viewer): a canvas whose data-plane and data-slice say what it has painted.
+SLICE_CANVAS = ".lsv canvas"
 #: Height of a table row (and of the header) in Streamlit's data grid.
 ROW_PX = 35
 #: The app's environment for these tests: no file watcher (a busy checkout would rerun the page mid-test).
 APP_ENV = {"STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
 
-# Arms a promise that resolves to the milliseconds from the user's next key press or click until the
-# slice picture has changed and the browser has painted the frame after it (two animation frames:
-# the first runs before that paint, the second after). A new slice remounts the chart (Streamlit keys
-# a Plotly chart by its figure) and the old one lingers a moment, marked stale: only the current
-# (not stale) chart counts.
+# Arms a promise that resolves to the milliseconds from the user's next key press, click, wheel turn or slider input
+# until the viewer has painted another slice and the browser has shown the frame after it
+# (two animation frames: the first runs before that paint, the second after).
 _ARM = """selector => {
-  const current = () => {
-    const image = Array.from(document.querySelectorAll(selector))
-      .find(image => image.closest('[data-testid="stElementContainer"]')?.getAttribute('data-stale') !== 'true');
-    return image ? image.getAttribute('href') : null;
-  };
-  const before = current();
+  const canvas = document.querySelector(selector);
+  const before = canvas.dataset.slice;
   let start = null;
   const begin = () => { if (start === null) start = performance.now(); };
-  document.addEventListener('keydown', begin, {capture: true, once: true});
-  document.addEventListener('pointerdown', begin, {capture: true, once: true});
+  for (const type of ['keydown', 'pointerdown', 'wheel', 'input']) document.addEventListener(type, begin, {capture: true, once: true});
   window.__slicePainted = new Promise((resolve, reject) => {
-    setTimeout(() => reject(new Error('no new slice picture within 60 s')), 60000);
+    setTimeout(() => reject(new Error('no new slice painted within 60 s')), 60000);
     const observer = new MutationObserver(() => {
-      const now = current();
-      if (start === null || now === null || now === before) return;
+      if (start === null || canvas.dataset.slice === before) return;
       observer.disconnect();
       requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.now() - start)));
     });
-    observer.observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['href', 'data-stale']});
+    observer.observe(canvas, {attributes: true, attributeFilter: ['data-slice']});
   });
 }"""
 
@@ -60,7 +52,7 @@ def chart_screenshot(page, name: str) -> Path:
     """A screenshot of the slice viewer's chart alone (what the mouse is over stays as it is)."""
     SCREENSHOTS.mkdir(exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.get_by_test_id("stPlotlyChart").first.screenshot(path=str(path))
+    page.locator(".lsv-stage").screenshot(path=str(path))
     return path
 
 
@@ -86,24 +78,23 @@ def segment(page, timeout_s: float = 600) -> None:
     """Press the button and wait for the result (the headline numbers and the slice picture)."""
     page.get_by_role("button", name="Find the liver and lesions").click()
     page.get_by_text("Tumour burden").wait_for(timeout=timeout_s * 1000)
-    page.locator(SLICE_IMAGE).first.wait_for(state="attached")
+    _wait_for_viewer(page)
 
 
 def slice_slider(page):
-    """The viewer's slice slider, once a rerun that rebuilt the viewer has cleared the old one away."""
-    page.wait_for_function("() => document.querySelectorAll('input[aria-label=\"Slice\"]').length === 1")
-    return page.get_by_role("slider", name="Slice")
+    """The viewer's slice slider."""
+    return page.locator(".lsv").get_by_role("slider", name="Slice")
 
 
 def slice_number(page) -> int:
-    """The viewer's slice, numbered from 1."""
-    return int(slice_slider(page).input_value())
+    """The slice the viewer has painted, numbered from 1."""
+    return int(page.locator(SLICE_CANVAS).get_attribute("data-slice"))
 
 
 def wait_for_slice(page, first: int, last: int) -> None:
-    """Wait until the viewer shows a slice numbered ``first`` to ``last``."""
-    page.wait_for_function("([first, last]) => { const sliders = document.querySelectorAll('input[aria-label=\"Slice\"]');"
-                           " return sliders.length === 1 && +sliders[0].value >= first && +sliders[0].value <= last; }", arg=[first, last])
+    """Wait until the viewer has painted a slice numbered ``first`` to ``last``."""
+    page.wait_for_function("([selector, first, last]) => { const slice = +document.querySelector(selector)?.dataset.slice;"
+                           " return slice >= first && slice <= last; }", arg=[SLICE_CANVAS, first, last])
 
 
 def slice_count(page) -> int:
@@ -111,24 +102,30 @@ def slice_count(page) -> int:
 
 
 def choose_plane(page, plane: str) -> None:
-    """Switch the viewer's plane and wait until its picture is shown."""
+    """Switch the viewer's plane and wait until it has painted a slice of it."""
     option = page.get_by_role("radio", name=PLANE_LABELS[plane])
-    if option.is_checked():
-        return
-    page.evaluate(_ARM, SLICE_IMAGE)
-    page.get_by_text(PLANE_LABELS[plane], exact=True).click()
-    page.evaluate("() => window.__slicePainted")
+    if not option.is_checked():
+        page.get_by_text(PLANE_LABELS[plane], exact=True).click()
+    _wait_for_viewer(page, plane)
+
+
+def _wait_for_viewer(page, plane: str | None = None) -> None:
+    """Wait until one viewer is left (a rerun keeps the old one, marked stale, until it ends) and it shows ``plane``."""
+    page.wait_for_function("([selector, plane]) => { const canvases = document.querySelectorAll(selector);"
+                           " return canvases.length === 1 && canvases[0].dataset.slice && (!plane || canvases[0].dataset.plane === plane); }",
+                           arg=[SLICE_CANVAS, plane])
 
 
 def hover_readout(page) -> str:
-    """Hover over the middle of the slice picture; the readout Plotly shows there."""
-    page.get_by_test_id("stPlotlyChart").first.scroll_into_view_if_needed()
-    picture = page.locator(SLICE_IMAGE).first.bounding_box()
-    for offset in (0, 3):  # Plotly hovers on mouse moves, so make sure there is one over the picture
-        page.mouse.move(picture["x"] + picture["width"] / 2 + offset, picture["y"] + picture["height"] / 2)
-    readout = page.locator("[data-testid=stPlotlyChart] .hoverlayer .hovertext").first
+    """Hover over the middle of the slice picture; the readout the viewer shows there."""
+    canvas = page.locator(SLICE_CANVAS)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    for offset in (0, 3):  # the readout follows mouse moves, so make sure there is one over the picture
+        page.mouse.move(box["x"] + box["width"] / 2 + offset, box["y"] + box["height"] / 2)
+    readout = page.locator(".lsv-readout")
     readout.wait_for()
-    return readout.text_content()  # SVG: the lines run together
+    return readout.inner_text()
 
 
 def choose_lesion(page, row: int) -> None:
@@ -139,10 +136,43 @@ def choose_lesion(page, row: int) -> None:
     page.mouse.click(box["x"] + 18, box["y"] + ROW_PX * (row + 1.5))  # below the header row
 
 
-def move_slice(page, key: str = "ArrowRight") -> float:
-    """Press ``key`` on the slice slider; milliseconds until the new slice was painted."""
-    slider = slice_slider(page)
-    slider.focus()
-    page.evaluate(_ARM, SLICE_IMAGE)
-    slider.press(key)
+def _timed(page, action) -> float:
+    page.evaluate(_ARM, SLICE_CANVAS)
+    action()
     return page.evaluate("() => window.__slicePainted")
+
+
+def move_slice(page, key: str = "ArrowRight") -> float:
+    """Press ``key`` over the viewer (focused as a click on it would); milliseconds until the new slice was painted."""
+    viewer = page.locator(".lsv")
+    viewer.focus()
+    return _timed(page, lambda: viewer.press(key))
+
+
+def _over_picture(page) -> None:
+    box = page.locator(SLICE_CANVAS).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def wheel_slice(page, delta_y: float = 100) -> float:
+    """Turn the mouse wheel over the picture by ``delta_y`` (one notch is 100); milliseconds until the new slice was painted."""
+    _over_picture(page)
+    return _timed(page, lambda: page.mouse.wheel(0, delta_y))
+
+
+def wheel_burst(page, notches: int, delta_y: float = 100) -> None:
+    """Turn the wheel over the picture ``notches`` times as fast as the browser takes events, waiting for no paint."""
+    _over_picture(page)
+    for _ in range(notches):
+        page.mouse.wheel(0, delta_y)
+
+
+def step_slice(page, button: str = "Next") -> float:
+    """Click the viewer's Back or Next button; milliseconds until the new slice was painted."""
+    return _timed(page, lambda: page.locator(".lsv").get_by_role("button", name=button).click())
+
+
+def drag_slider(page, number: int) -> float:
+    """Put the slider on slice ``number`` as a drag ending there would; milliseconds until it was painted."""
+    slider = slice_slider(page)
+    return _timed(page, lambda: slider.fill(str(number)))

@@ -64,6 +64,18 @@ def test_no_page_shows_anything_before_login(context, private_app, path):
         screenshot(page, "access-01-login")
 
 
+@pytest.mark.parametrize("path", ["/segment", "/train", "/models"])
+def test_a_page_opened_first_on_a_fresh_server_asks_for_login(context, path):
+    """The server's very first run is the one Streamlit may serve from pages/ without app.py."""
+    server = App(env={"LIVERSEG_PASSWORD": PASSWORD})
+    try:
+        page = context.new_page()
+        page.goto(server.url + path)
+        assert_login_only(page)
+    finally:
+        server.stop()
+
+
 def test_wrong_password_is_refused_and_the_right_one_lets_in(context, private_app):
     page = context.new_page()
     page.goto(private_app.url)

@@ -13,6 +13,7 @@ import csv
 import json
 import re
 
+import highdicom as hd
 import nibabel as nib
 import numpy as np
 import pytest
@@ -42,14 +43,26 @@ def page(page):
 
 
 def scroll_all_planes(page, prefix: str) -> None:
-    """Move the slice slider in each plane and see a new slice each time."""
+    """In each plane: keys, wheel, buttons and slider each paint a new slice, and a fast wheel burst ends where it should."""
     for plane in ("axial", "coronal", "sagittal"):
         viewer.choose_plane(page, plane)
-        start = viewer.slice_number(page)
-        key, step = ("ArrowLeft", -1) if start == viewer.slice_count(page) else ("ArrowRight", 1)
-        for moves in (1, 2):
-            viewer.move_slice(page, key)
-            assert viewer.slice_number(page) == start + moves * step
+        count, start = viewer.slice_count(page), viewer.slice_number(page)
+        direction = -1 if start > count // 2 else 1  # room for the moves below
+        key, button = ("ArrowLeft", "Back") if direction < 0 else ("ArrowRight", "Next")
+        expected = start
+        for move in (lambda: viewer.move_slice(page, key), lambda: viewer.move_slice(page, key),
+                     lambda: viewer.wheel_slice(page, 100 * direction), lambda: viewer.step_slice(page, button)):
+            move()
+            expected += direction
+            assert viewer.slice_number(page) == expected
+        viewer.wheel_burst(page, 5, 100 * direction)  # every notch counts
+        expected += 5 * direction
+        viewer.wait_for_slice(page, expected, expected)
+        page.wait_for_timeout(300)
+        assert viewer.slice_number(page) == expected  # and no further
+        target = max(1, min(count, expected - 10 * direction))
+        viewer.drag_slider(page, target)
+        assert viewer.slice_number(page) == target
         viewer.full_screenshot(page, f"{prefix}-{plane}")
 
 
@@ -77,13 +90,16 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     viewer.full_screenshot(page, "segment-02-result")
 
     scroll_all_planes(page, "segment-03")
+    before_hover = viewer.slice_number(page)
     number = "[-−]?[\\d.]+"  # Plotly writes a true minus sign
     assert re.search(rf"{number} HU\s*\({number}, {number}, {number}\) mm RAS", viewer.hover_readout(page))
+    assert viewer.slice_number(page) == before_hover  # hovering and the wheel's readout move nothing
     viewer.chart_screenshot(page, "segment-03-sagittal-hover")
-    before = viewer.slice_number(page)
-    if before < viewer.slice_count(page):
-        page.get_by_role("button", name="Next").click()
-        viewer.wait_for_slice(page, before + 1, before + 1)
+    viewer.choose_plane(page, "coronal")  # each plane keeps its own slice
+    coronal = viewer.slice_number(page)
+    viewer.choose_plane(page, "sagittal")
+    viewer.choose_plane(page, "coronal")
+    assert viewer.slice_number(page) == coronal
 
     # The lesion table: a lesion away from the slice shown, picked, brings the axial view to its slices.
     open_tab(page, "Downloads")
@@ -128,6 +144,7 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     assert tuple(metrics_rows[0]) == ("structure", "metric", "value")
     metrics = json.loads(download(page, "Metrics (JSON)", tmp_path).read_text(encoding="utf-8"))
     assert {"liver", "lesion", "lesion_detection"} <= set(metrics) and "dice" in metrics["liver"]
+    expect(page.get_by_text("DICOM SEG: not available, a DICOM SEG needs a DICOM source", exact=False)).to_be_visible()
     report = download(page, "Report (HTML)", tmp_path)
     text = report.read_text(encoding="utf-8")
     assert "not for clinical use" in text and text.count("data:image/png;base64,") == 3
@@ -135,8 +152,18 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     screenshot(page, "segment-08-report")
 
 
-def test_real_dicom_zip_is_uploaded_segmented_and_scrolled(page, shared_data):
+def test_real_dicom_zip_is_uploaded_segmented_and_scrolled(page, shared_data, tmp_path):
     viewer.upload_scan(page, shared_data / "ircad-1.1" / "ct_dicom.zip")
     expect(page.get_by_text("512 × 512 × 129 voxels")).to_be_visible()
     viewer.segment(page)
     scroll_all_planes(page, "segment-09-dicom")
+
+    # Its DICOM SEG: read back by highdicom, on the uploaded series.
+    open_tab(page, "Downloads")
+    seg = hd.seg.segread(download(page, "Segmentation (DICOM SEG)", tmp_path))
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == ["Liver", "Lesion"]
+    assert (seg.Rows, seg.Columns) == (512, 512) and 0 < seg.NumberOfFrames <= 2 * 129
+    referenced = {item.ReferencedSOPInstanceUID for item in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    frames = {item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+              for item in seg.PerFrameFunctionalGroupsSequence}
+    assert frames <= referenced and len(referenced) == 129
