@@ -7,14 +7,11 @@ with every absolute path shortened to its file name.
 
 from __future__ import annotations
 
-import re
-from pathlib import PurePosixPath
-
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/[^\s'\"(),;]+")
+from core.errors import without_paths
 
 
 def reason(error: BaseException) -> str:
     """The first non-empty line of ``error``'s message, paths reduced to file names."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[0] if lines else type(error).__name__
-    return _ABSOLUTE_PATH.sub(lambda match: PurePosixPath(match.group()).name, text)[:200]
+    return without_paths(text)[:200]
