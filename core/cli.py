@@ -144,7 +144,7 @@ def _cross_validate(args: argparse.Namespace) -> None:
 
     folder = args.model if (args.model / CARD_FILE).is_file() else model_dir(str(args.model))
     work = args.work or Path(".cache") / "cv" / folder.name
-    results = cross_validate(folder, work, log=lambda line: print(line, file=sys.stderr))
+    results = cross_validate(folder, work, args.data, log=lambda line: print(line, file=sys.stderr))
     print(markdown_table(results))
     chosen = results["lesion_threshold"]
     print(f"lesion threshold chosen on the out-of-fold predictions: {chosen['threshold']} (pooled detection F1 {chosen['f1']})")
@@ -227,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "commands are the recipe (both stages of a cascade)")
     validate.add_argument("--work", type=Path, help="where the fold models go (default .cache/cv/MODEL); finished folds "
                                                     "with the same recipe are reused, interrupted ones resumed")
+    validate.add_argument("--data", type=Path, action="append", metavar="DIR",
+                          help="where the recipe's data folders are, found by the names its card records (repeatable; "
+                               "default: LIVERSEG_DATA_DIRS, else ../shared/data and the sample)")
     validate.add_argument("--write-card", action="store_true",
                           help="record the table in the model's card and apply the lesion threshold chosen on the folds")
     validate.set_defaults(run=_cross_validate)

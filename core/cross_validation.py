@@ -31,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from core import config
 from core.atomic import write_atomically
 from core.errors import LiverSegError
-from core.metrics import evaluate
+from core.metrics import evaluate, summary
 from core.model_card import CARD_FILE, ModelCard
 from core.postprocess import drop_unconfident_lesions
 from core.segmentation import LESION
-from core.training.discovery import Case, discover
+from core.training.discovery import Case, discover, sha256
 from core.training.options import parse
 
 #: Lesion-confidence thresholds tried on the out-of-fold predictions.
@@ -47,8 +48,18 @@ _PER_FOLD = {"out", "coarse", "exclude", "resume", "cache_dir", "num_workers"}
 RESULTS_FILE = "cross_validation.json"
 
 
-def recipe(card: ModelCard) -> list[list[str]]:
-    """The ``python -m core train`` arguments of each stage (first stage first), from the card's records."""
+def recipe(card: ModelCard, data_dirs: list[Path] | None = None) -> list[list[str]]:
+    """The ``python -m core train`` arguments of each stage (first stage first), from the card's records.
+
+    A card names its data folders without saying where they were (``TrainOptions.portable``),
+    so each is looked up by name among ``data_dirs`` (default: ``config.data_dirs()``, the
+    shared data and the sample).
+
+    Raises:
+        LiverSegError: no recorded command, or a data folder the recipe names is not among ``data_dirs``.
+    """
+    folders = {folder.name: folder for folder in (Path(d).expanduser().resolve()
+                                                  for d in (config.data_dirs() if data_dirs is None else data_dirs))}
     stages = ([card.coarse] if card.coarse is not None else []) + [card]
     commands = []
     for stage in stages:
@@ -58,7 +69,12 @@ def recipe(card: ModelCard) -> list[list[str]]:
         words = shlex.split(command)
         if words[:4] != ["python", "-m", "core", "train"]:
             raise LiverSegError(f"model {stage.name!r}: its recorded command is not 'python -m core train ...': {command}")
-        commands.append(words[4:])
+        options = parse(words[4:])
+        missing = [name for name in options.data if Path(name).name not in folders]
+        if missing:
+            raise LiverSegError(f"model {stage.name!r} was trained on data folders named {', '.join(missing)}, not among "
+                                f"{', '.join(sorted(folders)) or 'none'}; give each with --data DIR")
+        commands.append(replace(options, data=[str(folders[Path(name).name]) for name in options.data]).arguments())
     return commands
 
 
@@ -74,15 +90,30 @@ def _same_recipe(folder: Path, arguments: list[str]) -> bool:
     """Whether ``folder`` holds a finished model trained with ``arguments`` (folder-specific options aside)."""
     if not (folder / CARD_FILE).is_file():
         return False
-    recorded = ModelCard.load(folder).training.get("options", {})
-    for key, value in parse(arguments).record().items():
+    training = ModelCard.load(folder).training
+    recorded, options = training.get("options", {}), parse(arguments)
+    for key, value in options.record().items():
         if key in _PER_FOLD:
             continue
         if key == "data":
-            if sorted(str(Path(d).resolve()) for d in recorded.get("data", [])) != sorted(str(Path(d).resolve()) for d in value):
+            if sorted(recorded.get("data", [])) != sorted(value):  # folders by name, as cards record them
                 return False
         elif recorded.get(key) != value:
             return False
+    return _same_cases(training.get("data", []), [Path(d).expanduser().resolve() for d in options.data])
+
+
+def _same_cases(recorded: list[dict], data_dirs: list[Path]) -> bool:
+    """Whether every case a card records is still in ``data_dirs`` with the same content (a card names folders only)."""
+    folders = {folder.name: folder for folder in data_dirs}
+    for case in recorded:
+        folder = folders.get(case.get("data_folder", ""))
+        if folder is None:
+            return False
+        for key in ("image", "label"):
+            path = folder / case.get(key, "")
+            if not path.is_file() or sha256(path) != case.get(f"{key}_sha256"):
+                return False
     return True
 
 
@@ -124,14 +155,7 @@ def _score(case: Case, folder: Path) -> tuple[dict, np.ndarray, np.ndarray]:
         "case": case.name,
         "kind": case.kind,
         "trained_on": ModelCard.load(folder).training["split"]["training"],
-        "liver_dice": scores["liver"]["dice"],
-        "liver_hd95_mm": scores["liver"]["hd95_mm"],
-        "liver_volume_diff_pct": scores["liver"]["volume_diff_pct"],
-        "lesion_dice": scores["lesion"]["dice"],
-        "lesion_recall": scores["lesion_detection"]["recall"],
-        "lesion_precision": scores["lesion_detection"]["precision"],
-        "reference_lesions": scores["lesion_detection"]["reference_lesions"],
-        "predicted_lesions": scores["lesion_detection"]["predicted_lesions"],
+        **summary(scores),
         "lesion_threshold": card.lesion_threshold,
         "warnings": result.warnings,
         "seconds": round(seconds, 1),
@@ -167,10 +191,13 @@ def choose_threshold(predictions: list[tuple[np.ndarray, np.ndarray, np.ndarray]
     return {"threshold": threshold, "f1": best, "per_threshold": pooled}
 
 
-def cross_validate(model_folder: Path, work: Path, log=print) -> dict:
-    """Run the model's recipe once per held-out labelled case; return (and write to ``work``) the results."""
+def cross_validate(model_folder: Path, work: Path, data_dirs: list[Path] | None = None, log=print) -> dict:
+    """Run the model's recipe once per held-out labelled case; return (and write to ``work``) the results.
+
+    ``data_dirs``: where the recipe's data folders are found by name (see ``recipe``).
+    """
     card = ModelCard.load(model_folder)
-    stages = recipe(card)
+    stages = recipe(card, data_dirs)
     data = parse(stages[-1]).data
     cases = discover([Path(d) for d in data]).require_cases()
     if len(cases) < 2:
@@ -191,7 +218,7 @@ def cross_validate(model_folder: Path, work: Path, log=print) -> dict:
 
             predictions.append((labels, probability, read_label_map(case.label)[0]))
     results = {
-        "recipe": [shlex.join(["python", "-m", "core", "train", *arguments]) for arguments in stages],
+        "recipe": [parse(arguments).command() for arguments in stages],
         "rule": "leave one case out: each held-out case's model was trained without it, with no validation (no epoch "
                 "chosen on it), and scored at the card's fixed lesion threshold; the shipped threshold is chosen on "
                 "these out-of-fold predictions (pooled lesion-detection F1)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -30,6 +31,22 @@ def write_nifti(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def machine_paths():
+    """Function: every absolute path (POSIX, home-relative or Windows) in a JSON-like value, e.g. a model card."""
+
+    def find(value: object) -> list[str]:
+        if isinstance(value, dict):
+            return [path for item in value.values() for path in find(item)]
+        if isinstance(value, list):
+            return [path for item in value for path in find(item)]
+        if isinstance(value, str):
+            return [word for word in re.split(r"[\s'\"=,;()]+", value) if re.match(r"/|~|[A-Za-z]:[\\/]", word)]
+        return []
+
+    return find
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -30,9 +31,9 @@ def cascade(phantoms, tmp_path_factory):
     return train("--data", str(phantoms), "--out", str(root / "cascade"), "--spacing", "6", "--coarse", str(coarse), *TINY)
 
 
-def test_every_case_is_held_out_once_by_a_model_trained_without_it(cascade, tmp_path):
+def test_every_case_is_held_out_once_by_a_model_trained_without_it(cascade, phantoms, tmp_path):
     lines = []
-    results = cross_validate(cascade, tmp_path / "work", log=lines.append)
+    results = cross_validate(cascade, tmp_path / "work", [phantoms], log=lines.append)
     assert [row["case"] for row in results["cases"]] == ["case0", "case1", "case2"]
     for row in results["cases"]:
         assert row["case"] not in row["trained_on"] and len(row["trained_on"]) == 2
@@ -46,7 +47,7 @@ def test_every_case_is_held_out_once_by_a_model_trained_without_it(cascade, tmp_
     assert json.loads((tmp_path / "work" / RESULTS_FILE).read_text(encoding="utf-8"))["cases"] == results["cases"]
 
     lines.clear()  # a second run reuses every finished fold
-    again = cross_validate(cascade, tmp_path / "work", log=lines.append)
+    again = cross_validate(cascade, tmp_path / "work", [phantoms], log=lines.append)
     assert sum("reusing" in line for line in lines) == 6 and not any("training:" in line for line in lines)
     timeless = [[{k: v for k, v in row.items() if k != "seconds"} for row in run["cases"]] for run in (again, results)]
     assert timeless[0] == timeless[1]
@@ -56,10 +57,30 @@ def test_every_case_is_held_out_once_by_a_model_trained_without_it(cascade, tmp_
     assert card.metrics["cross_validation"]["cases"] == results["cases"]
 
 
-def test_the_recipe_is_each_stages_recorded_command(cascade):
-    coarse, fine = recipe(ModelCard.load(cascade))
+def test_the_recipe_is_each_stages_recorded_command(cascade, phantoms):
+    coarse, fine = recipe(ModelCard.load(cascade), [phantoms])
     assert "--spacing" in coarse and coarse[coarse.index("--spacing") + 1] == "12.0"
     assert "--coarse" in fine
+    assert fine[fine.index("--data") + 1] == str(phantoms.resolve())  # the card's folder name, found here
+
+
+def test_a_data_folder_the_recipe_names_must_be_given(cascade, tmp_path):
+    with pytest.raises(LiverSegError, match="data folders named phantoms.*give each with --data"):
+        recipe(ModelCard.load(cascade), [tmp_path])
+
+
+def test_a_fold_is_retrained_when_its_data_changed(cascade, phantoms, tmp_path):
+    """A card names its data folders only, so reuse also checks each recorded case's content hash."""
+    from core.cross_validation import _same_recipe
+
+    arguments = recipe(ModelCard.load(cascade), [phantoms])[1]
+    assert _same_recipe(cascade, arguments)
+    copy = tmp_path / phantoms.name
+    shutil.copytree(phantoms, copy)
+    assert _same_recipe(cascade, [copy.as_posix() if word == str(phantoms.resolve()) else word for word in arguments])
+    label = next(copy.rglob("*seg*.nii.gz"))
+    label.write_bytes(label.read_bytes() + b"\0")  # other bytes, same case name
+    assert not _same_recipe(cascade, [copy.as_posix() if word == str(phantoms.resolve()) else word for word in arguments])
 
 
 def test_a_card_without_a_command_cannot_be_cross_validated(tmp_path):

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from core import config
 from core.errors import LiverSegError
 from core.model_card import ModelCard
 
@@ -35,3 +36,10 @@ def test_missing_or_corrupt_card_is_a_clear_error(tmp_path):
     (tmp_path / "card.json").write_text(json.dumps({"name": "x", "colour": "red"}), encoding="utf-8")
     with pytest.raises(LiverSegError, match="unknown or missing"):
         ModelCard.load(tmp_path)
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent.name for p in config.TRAINED_DIR.glob("*/card.json")))
+def test_shipped_cards_hold_no_machine_path(folder, machine_paths):
+    """A card in git names data folders, cases and outputs relative to them, never where they lay on a machine."""
+    card = json.loads((config.TRAINED_DIR / folder / "card.json").read_text(encoding="utf-8"))
+    assert machine_paths(card) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 import subprocess
 import sys
 from pathlib import Path
@@ -104,7 +105,7 @@ def test_cache_pads_to_the_patch_and_is_written_once(phantoms, tmp_path):
 # ----------------------------------------------------------------------------- runs
 
 
-def test_tiny_training_writes_a_loadable_model_card_and_progress(phantoms, tmp_path, monkeypatch):
+def test_tiny_training_writes_a_loadable_model_card_and_progress(phantoms, tmp_path, monkeypatch, machine_paths):
     out = run("--data", str(phantoms), "--out", str(tmp_path / "tiny"), "--val", "case0", "--epochs", "2",
               "--cache-dir", str(tmp_path / "cache"), *TINY)
     monkeypatch.setattr(config, "TRAINED_DIR", tmp_path)
@@ -118,6 +119,12 @@ def test_tiny_training_writes_a_loadable_model_card_and_progress(phantoms, tmp_p
     assert all(len(d["image_sha256"]) == 64 and d["licence"] for d in training["data"])
     assert training["epochs"] == 2 and training["status"] == "finished" and training["hardware"]["accelerator"] == "cpu"
     assert training["command"].startswith("python -m core train --data ") and "--val case0" in training["command"]
+    # Where things lay on this machine stays here: folders by name, each case relative to its folder.
+    assert machine_paths(asdict(card)) == []
+    assert training["command"].startswith(f"python -m core train --data {phantoms.name} --out tiny ")
+    assert training["options"]["data"] == [phantoms.name] and training["options"]["cache_dir"] == "cache"
+    assert {d["case"]: (d["data_folder"], d["image"], d["label"]) for d in training["data"]}["case2"] == (
+        phantoms.name, "case2.nii.gz", "case2_seg.nii.gz")
     assert set(card.metrics["cases"]) == {"case0"} and 0 <= card.metrics["mean"]["liver_dice"] <= 1
     assert "core.inference" in card.metrics["measured_on"] and card.metrics["cases"]["case0"]["lesion_dice"] is not None
     assert set(card.metrics["during_training"]["cases"]) == {"case0"}
@@ -191,12 +198,13 @@ def test_exclude_leaves_a_case_out_of_training_and_validation(phantoms, tmp_path
         run("--data", str(phantoms), "--out", str(tmp_path / "x"), "--exclude", "case9", *TINY)
 
 
-def test_coarse_makes_a_cascade_that_carries_its_first_stage(phantoms, tmp_path, monkeypatch):
+def test_coarse_makes_a_cascade_that_carries_its_first_stage(phantoms, tmp_path, monkeypatch, machine_paths):
     coarse = run("--data", str(phantoms), "--out", str(tmp_path / "coarse"), "--val", "0", "--epochs", "1",
                  "--cache-dir", str(tmp_path / "cache"), *TINY[:-4], "--spacing", "12", "--accelerator", "cpu")
     fine = run("--data", str(phantoms), "--out", str(tmp_path / "cascade"), "--val", "case0", "--epochs", "1",
                "--coarse", str(coarse), "--roi-margin", "15", "--cache-dir", str(tmp_path / "cache"), *TINY)
     card = ModelCard.load(fine)
+    assert machine_paths(asdict(card)) == [] and card.training["options"]["coarse"] == "coarse"
     assert card.cascade["roi_margin_mm"] == 15 and card.coarse.spacing_mm == [12.0, 12.0, 12.0]
     assert card.spacing_mm == [6.0, 6.0, 6.0] and (fine / "coarse.pt").is_file()
     assert "case0" in card.metrics["cases"]  # held-out scoring ran through the cascade

@@ -65,6 +65,7 @@ class Case:
         label: its label map, voxel for voxel on the image's grid.
         kind: ``"liver+lesion"`` (0/1/2) or ``"liver-only"`` (0/1, a partial label).
         layout: how it was found (``"LiTS"``, ``"MSD"``, ``"NAME_seg"``, ...).
+        data_dir: the data folder (``--data``) it was found in, which a model card names it by.
     """
 
     name: str
@@ -72,6 +73,14 @@ class Case:
     label: Path
     kind: str
     layout: str
+    data_dir: Path
+
+    def record(self) -> dict[str, str]:
+        """Where the case lies, as a model card records it: its files relative to its data folder, which goes by name."""
+        def inside(path: Path) -> str:
+            return str(path.relative_to(self.data_dir)) if path.is_relative_to(self.data_dir) else path.name
+
+        return {"data_folder": self.data_dir.name, "image": inside(self.image), "label": inside(self.label)}
 
     @property
     def partial(self) -> bool:
@@ -123,12 +132,14 @@ def discover(dirs: list[Path | str]) -> DiscoveryReport:
     labels: dict[tuple, tuple[Path, str]] = {}
     beside_labels: dict[Path, list[Path]] = defaultdict(list)
     others: list[Path] = []
+    data_dir_of: dict[Path, Path] = {}
     for folder in dirs:
         folder = Path(folder).expanduser()
         if not folder.is_dir():
             raise LiverSegError(f"data folder {folder} does not exist or is not a folder")
         # A link that resolves outside the folder is skipped: it could name any file on the server.
         for path in files_inside(folder, roots=[folder]):
+            data_dir_of[path] = folder.resolve()  # files_inside walks the folder's real path
             role = _role(path)
             if role is None:
                 continue
@@ -159,7 +170,7 @@ def discover(dirs: list[Path | str]) -> DiscoveryReport:
     report.refused += [f"{path}: a label with no image beside it" for path, _ in labels.values()]
     names = _unique_names([image for image, _, _ in pairs])
     for (image, label, layout), name in zip(pairs, names):
-        checked = _check_pair(name, image, label, layout)
+        checked = _check_pair(name, image, label, layout, data_dir_of[image])
         if isinstance(checked, Case):
             report.cases.append(checked)
         else:
@@ -254,7 +265,7 @@ def _unique_names(images: list[Path]) -> list[str]:
     return [f"{path.parent.parent.name}-{name}" if counts[name] > 1 else name for path, name in zip(images, names)]
 
 
-def _check_pair(name: str, image: Path, label: Path, layout: str) -> Case | str:
+def _check_pair(name: str, image: Path, label: Path, layout: str, data_dir: Path) -> Case | str:
     """The ``Case``, or a message saying why the pair cannot be used."""
     try:
         image_nifti, label_nifti = nib.load(image), nib.load(label)
@@ -276,7 +287,7 @@ def _check_pair(name: str, image: Path, label: Path, layout: str) -> Case | str:
     if LIVER not in values and LESION not in values:
         return f"{name}: label {label.name} marks no liver (all zero)"
     kind = FULL if LESION in values or layout in _LABEL_LAYOUTS else PARTIAL
-    return Case(name=name, image=image, label=label, kind=kind, layout=layout)
+    return Case(name=name, image=image, label=label, kind=kind, layout=layout, data_dir=data_dir)
 
 
 @dataclass

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
+from pathlib import Path
 
 from core.errors import LiverSegError
 from core.model_card import ModelCard
@@ -64,10 +65,13 @@ _KINDS: dict[Callable, str] = {int: "int", _positive_int: "int", float: "float",
 
 def _option(group: str, help: str, default: object = MISSING, *, type: Callable = str, nargs: int | str | None = None,
             metavar: str | tuple[str, ...] | None = None, choices: Sequence[str] | None = None, flag: bool = False,
-            repeat: bool = False) -> Field:
-    """A dataclass field with its command-line definition; a list default is copied for each instance."""
+            repeat: bool = False, path: bool = False) -> Field:
+    """A dataclass field with its command-line definition; a list default is copied for each instance.
+
+    ``path``: the value names a file or folder of this machine, which a model card records by name only.
+    """
     metadata = {"group": group, "help": help, "type": type, "nargs": nargs, "metavar": metavar, "choices": choices,
-                "flag": flag, "repeat": repeat}
+                "flag": flag, "repeat": repeat, "path": path}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -77,15 +81,16 @@ def _option(group: str, help: str, default: object = MISSING, *, type: Callable 
 class TrainOptions:
     """What one training run is asked to do: the parsed ``python -m core train`` command line."""
 
-    data: list[str] = _option(DATA, "folder of labelled cases, searched by layout (repeatable)", metavar="DIR", repeat=True)
+    data: list[str] = _option(DATA, "folder of labelled cases, searched by layout (repeatable)", metavar="DIR", repeat=True,
+                                path=True)
     out: str = _option(DATA, "model folder to write, e.g. trained/NAME; progress, log and checkpoints go there too",
-                       metavar="DIR")
+                       metavar="DIR", path=True)
     val: str = _option(DATA, "held-out validation cases: a fraction (0.2), a count (3), or case names separated by commas; "
                              "0 for none", "0.2", metavar="SPLIT")
     exclude: str | None = _option(DATA, "case names (separated by commas) left out of training and validation entirely, "
                                         "e.g. the case a cross-validation fold is scored on", None, metavar="CASES")
     cache_dir: str | None = _option(DATA, "where preprocessed cases are cached (default: .cache/train under the checkout)",
-                                    None, metavar="DIR")
+                                    None, metavar="DIR", path=True)
 
     epochs: int = _option(SCHEDULE, "maximum number of epochs", 100, type=_positive_int)
     patches_per_epoch: int = _option(SCHEDULE, "training patches per epoch (cases are revisited with new augmentation to "
@@ -114,7 +119,7 @@ class TrainOptions:
                                        type=_fraction, metavar="P")
 
     init: str | None = _option(MODEL, "fine-tune from this model in trained/ (weights and card settings)", None,
-                               metavar="MODEL")
+                               metavar="MODEL", path=True)
     channels: list[int] = _option(MODEL, "UNet feature channels per level", _CARD.channels, type=_positive_int, nargs="+")
     spacing: list[float] = _option(MODEL, "voxel size the model works at, mm (one value or three)", _CARD.spacing_mm,
                                    type=_positive_float, nargs="+", metavar="MM")
@@ -123,7 +128,8 @@ class TrainOptions:
     coarse: str | None = _option(MODEL, "make a two-stage cascade: this model (a name in trained/ or a model folder), "
                                         "trained at a coarse spacing on whole scans, finds the liver's region; the model "
                                         "trained here segments within it. The fine stage trains as usual; the first "
-                                        "stage's weights and card are copied in", None, metavar="MODEL")
+                                        "stage's weights and card are copied in", None, metavar="MODEL",
+                                path=True)
     roi_margin: float = _option(MODEL, "with --coarse: how far beyond the first stage's liver the second stage may find "
                                        "liver", 20.0, type=_non_negative, metavar="MM")
     denoise: str = _option(MODEL, "noise reduction before the HU window", "none", choices=("none", "gaussian", "median"))
@@ -163,13 +169,31 @@ class TrainOptions:
                 words += [flag, *map(str, value if isinstance(value, list) else [value])]
         return words
 
+    def portable(self) -> TrainOptions:
+        """These options with every path reduced to the name of what it points at.
+
+        A model card travels to other machines and into git, so it must not say where
+        files lay on the one that trained it: data folders keep their names (each case is
+        recorded relative to its folder), ``--out`` its folder name (``trained/NAME`` once
+        shipped), ``--init`` and ``--coarse`` the model's name.
+        """
+        def name(value: str) -> str:
+            return Path(value).expanduser().resolve().name  # resolved first: "." and ".." have no name of their own
+
+        reduced = {}
+        for option in fields(self):
+            value = getattr(self, option.name)
+            if option.metadata["path"] and value is not None:
+                reduced[option.name] = [name(item) for item in value] if isinstance(value, list) else name(value)
+        return replace(self, **reduced)
+
     def command(self) -> str:
-        """``python -m core train ...`` that reproduces these options, as a model card records it."""
-        return shlex.join(["python", "-m", "core", "train", *self.arguments()])
+        """``python -m core train ...`` with these options, paths by name (``portable``), as a model card records it."""
+        return shlex.join(["python", "-m", "core", "train", *self.portable().arguments()])
 
     def record(self) -> dict[str, object]:
-        """The options by name, as a model card records them."""
-        return asdict(self)
+        """The options by name, paths by name (``portable``), as a model card records them."""
+        return asdict(self.portable())
 
 
 def _flag(option: Field) -> str:

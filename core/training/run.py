@@ -134,7 +134,7 @@ def evaluate_held_out(network: torch.nn.Module, card: ModelCard, cases: list[Cas
     """
     from core.inference import Segmenter
     from core.io import read_label_map, read_scan
-    from core.metrics import evaluate
+    from core.metrics import evaluate, summary
 
     segmenter = Segmenter.from_network(network, card, device=device, coarse=coarse)
     results = {}
@@ -145,17 +145,7 @@ def evaluate_held_out(network: torch.nn.Module, card: ModelCard, cases: list[Cas
         predicted = segmenter.segment(scan).labels
         seconds = time.perf_counter() - started
         scores = evaluate(predicted, reference, scan.spacing, reference_has_lesions=not case.partial)
-        results[case.name] = {
-            "liver_dice": scores["liver"]["dice"],
-            "lesion_dice": scores["lesion"]["dice"],
-            "liver_hd95_mm": scores["liver"]["hd95_mm"],
-            "lesion_hd95_mm": scores["lesion"]["hd95_mm"],
-            "liver_volume_diff_pct": scores["liver"]["volume_diff_pct"],
-            "lesion_volume_diff_pct": scores["lesion"]["volume_diff_pct"],
-            "lesion_recall": scores["lesion_detection"]["recall"],
-            "lesion_precision": scores["lesion_detection"]["precision"],
-            "inference_s": round(seconds, 1),
-        }
+        results[case.name] = {**summary(scores), "inference_s": round(seconds, 1)}
     return results
 
 
@@ -314,14 +304,13 @@ def train(options: TrainOptions) -> Path:
         "command": command,
         "data": [
             {"case": c.name, "role": "validation" if c in val_cases else "training", "kind": c.kind, "layout": c.layout,
-             "image": str(c.image), "image_sha256": sha256(c.image), "label": str(c.label), "label_sha256": sha256(c.label),
-             "licence": licence(c.image)}
+             **c.record(), "image_sha256": sha256(c.image), "label_sha256": sha256(c.label), "licence": licence(c.image)}
             for c in train_cases + val_cases
         ],
         "split": {"training": [c.name for c in train_cases], "validation": [c.name for c in val_cases], "seed": options.seed,
                   "rule": f"--val {options.val}", "excluded": options.excluded},
         "augmentation": describe(options.augment, options.synthetic_lesions),
-        "init": options.init,
+        "init": options.portable().init,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
         "best_epoch": best["epoch"],
