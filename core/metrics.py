@@ -293,6 +293,22 @@ def evaluate(
     return result
 
 
+#: The headline scores of a held-out case, as a model card and a cross-validation report list them.
+SUMMARY_KEYS = ("liver_dice", "liver_hd95_mm", "liver_volume_diff_pct", "lesion_dice", "lesion_hd95_mm",
+                "lesion_volume_diff_pct", "lesion_recall", "lesion_precision", "reference_lesions", "predicted_lesions")
+
+
+def summary(result: dict) -> dict[str, float | int | None]:
+    """``evaluate``'s result flattened to ``SUMMARY_KEYS`` (``liver_dice`` is ``result["liver"]["dice"]``, ...)."""
+    detection = result["lesion_detection"]
+    return {
+        **{f"{structure}_{key}": result[structure][key] for structure in ("liver", "lesion")
+           for key in ("dice", "hd95_mm", "volume_diff_pct")},
+        "lesion_recall": detection["recall"], "lesion_precision": detection["precision"],
+        "reference_lesions": detection["reference_lesions"], "predicted_lesions": detection["predicted_lesions"],
+    }
+
+
 def format_evaluation(result: dict) -> str:
     """``evaluate``'s result as a plain-text table for the terminal (``n/a`` where undefined)."""
 
