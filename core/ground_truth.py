@@ -19,9 +19,9 @@ from scipy import ndimage
 
 from core.errors import LiverSegError
 from core.io import read_label_map
-from core.segmentation import LESION, LIVER
+from core.segmentation import BACKGROUND, LESION, LIVER
 
-VALID_LABELS = frozenset({0, LIVER, LESION})
+VALID_LABELS = frozenset({BACKGROUND, LIVER, LESION})
 #: Warn when more than this fraction of the labelled volume is lost or gained by resampling.
 _VOLUME_TOLERANCE = 0.05
 

@@ -41,7 +41,7 @@ from core.liver_region import LiverRegion
 from core.postprocess import drop_unconfident_lesions, postprocess
 from core.preprocess import preprocessing
 from core.scan import Scan
-from core.segmentation import LESION, LIVER, Segmentation
+from core.segmentation import BACKGROUND, LESION, LIVER, Segmentation
 from core.sitk_image import resample_onto
 from core.sliding_window import sliding_window_probabilities
 
@@ -221,7 +221,7 @@ def _labels_on_scan_grid(probabilities: np.ndarray, model_affine: np.ndarray, sc
 
     labels = np.zeros(scan.shape, np.uint8)
     lesion_probability = np.zeros(scan.shape, np.uint8)
-    box = scan.box_around(cleaned > 0, model_affine)
+    box = scan.box_around(cleaned > BACKGROUND, model_affine)
     if box is None:
         return labels, lesion_probability
     # Only the box around the organ is resampled: outside it every label is background, and a

@@ -15,9 +15,9 @@ voxel size:
    ``lesion_threshold`` becomes liver: a threshold chosen on held-out cases trades
    a few missed faint lesions for far fewer false alarms.
 
-Components are 26-connected (voxels sharing a face, an edge or a corner), as
-``core.metrics`` and ``core.lesions`` count lesions, so that a lesion they count is
-one that was kept or dropped whole.
+Components are 26-connected (voxels sharing a face, an edge or a corner:
+``core.segmentation.LESION_CONNECTIVITY``), as ``core.metrics`` and ``core.lesions``
+count lesions, so that a lesion they count is one that was kept or dropped whole.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from core import config
-from core.metrics import LESION_CONNECTIVITY
-from core.segmentation import BACKGROUND, LESION, LIVER
+from core.segmentation import BACKGROUND, LESION, LESION_CONNECTIVITY, LIVER
 
 
 def _members(components: np.ndarray, chosen: np.ndarray) -> np.ndarray:

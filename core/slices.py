@@ -22,9 +22,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from core.metrics import LESION_CONNECTIVITY
 from core.scan import Scan
-from core.segmentation import LESION, LIVER
+from core.segmentation import LESION, LESION_CONNECTIVITY, LIVER
 
 PLANES = ("axial", "coronal", "sagittal")
 #: Which canonical axis (0 R, 1 A, 2 S) each plane cuts through.
