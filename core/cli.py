@@ -98,8 +98,7 @@ def _segment(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     import json
 
-    import numpy as np
-
+    from core.affine import spacing_mm
     from core.ground_truth import LabelGrid, check_label_values, load_ground_truth
     from core.io import read_label_map
     from core.metrics import evaluate, format_evaluation
@@ -110,8 +109,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     truth = load_ground_truth(args.ground_truth, LabelGrid(prediction.shape, affine))
     for warning in truth.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
-    result = evaluate(prediction, truth.labels, spacing, reference_has_lesions=truth.has_lesions or args.lesion_free)
+    result = evaluate(prediction, truth.labels, spacing_mm(affine), reference_has_lesions=truth.has_lesions or args.lesion_free)
     print(json.dumps(result, indent=2, allow_nan=False) if args.json else format_evaluation(result))
 
 

@@ -34,6 +34,7 @@ import torchio as tio
 from torch import nn
 
 from core import registry
+from core.affine import spacing_mm
 from core.errors import LiverSegError
 from core.model_card import ModelCard
 from core.anatomy import anatomy_warnings
@@ -213,8 +214,7 @@ def _labels_on_scan_grid(probabilities: np.ndarray, model_affine: np.ndarray, sc
     Returns the labels and the lesion probability (uint8, 0-255 for 0-1) on the scan's grid.
     """
     model_labels = probabilities.argmax(axis=0).astype(np.uint8)
-    spacing = np.linalg.norm(model_affine[:3, :3], axis=0)
-    cleaned, cleaning_notes = postprocess(model_labels, spacing)
+    cleaned, cleaning_notes = postprocess(model_labels, spacing_mm(model_affine))
     notes.extend(cleaning_notes)
     changed = cleaned != model_labels
     probabilities[:, changed] = np.eye(len(probabilities), dtype=probabilities.dtype)[cleaned[changed]].T

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from core.affine import MM3_PER_ML
 from core.segmentation import BACKGROUND, LESION, LESION_CONNECTIVITY
 
 Spacing = tuple[float, float, float]
@@ -113,7 +114,7 @@ def _voxel_scores(c: _Counts, spacing: Spacing) -> dict[str, float | None]:
         "sensitivity": _ratio(c.tp, c.tp + c.fn),
         "specificity": _ratio(c.tn, c.tn + c.fp),
         "precision": _ratio(c.tp, c.tp + c.fp),
-        "volume_diff_ml": (c.fp - c.fn) * float(np.prod(spacing)) / 1000.0,
+        "volume_diff_ml": (c.fp - c.fn) * float(np.prod(spacing)) / MM3_PER_ML,
         "volume_diff_pct": _ratio(100 * (c.fp - c.fn), c.tp + c.fn),
     }
 

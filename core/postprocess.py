@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from core import config
+from core.affine import MM3_PER_ML
 from core.segmentation import BACKGROUND, LESION, LESION_CONNECTIVITY, LIVER
 
 
@@ -70,7 +71,7 @@ def postprocess(labels: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarra
         spacing: voxel size along each array axis, in mm.
     """
     spacing = [float(s) for s in spacing]
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+    voxel_ml = float(np.prod(spacing)) / MM3_PER_ML
     organ = labels > BACKGROUND
     if not organ.any():
         return np.zeros_like(labels, dtype=np.uint8), ["no liver was found in this scan"]

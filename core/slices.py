@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from core.affine import spacing_mm
 from core.scan import Scan
 from core.segmentation import LESION, LESION_CONNECTIVITY, LIVER
 
@@ -142,7 +143,7 @@ class DisplayVolume:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size along R, A, S in mm."""
-        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+        return spacing_mm(self.affine)
 
     def slice_count(self, plane: str) -> int:
         return int(self.hu.shape[THROUGH_AXIS[plane]])
