@@ -35,6 +35,7 @@ from torch import nn
 
 from core import registry
 from core.affine import spacing_mm
+from core.devices import DEVICES, PRECISIONS
 from core.errors import LiverSegError
 from core.model_card import ModelCard
 from core.anatomy import anatomy_warnings
@@ -54,15 +55,14 @@ _ACCELERATOR = threading.Lock()
 OOM_NOTE = "the GPU ran out of memory, so inference finished on the CPU (slower)"
 #: Sliding window: a quarter of each patch shared with its neighbour, two patches per forward pass.
 OVERLAP, BATCH_SIZE = 0.25, 2
-PRECISIONS = ("auto", "mixed", "float32")
 
 
 def resolve_device(device: str) -> torch.device:
     """``"auto"`` -> CUDA when present, else the CPU; ``"cuda"`` without a GPU is a clear error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise LiverSegError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device not in DEVICES:
+        raise LiverSegError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
     if device == "cuda" and not torch.cuda.is_available():
         raise LiverSegError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
     return torch.device(device)
