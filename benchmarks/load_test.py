@@ -42,6 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import config  # noqa: E402
+from core.segmentation import BACKGROUND, LESION  # noqa: E402
 from tests.e2e.app_server import CHROMIUM, CHROMIUM_FLAGS, App  # noqa: E402
 
 SAMPLE = "sample"  # chosen with the page's "Try the sample scan" button instead of an upload
@@ -195,8 +196,8 @@ def check(case: Case, alone: Run, concurrent: Run) -> dict:
     if case.reference is not None and case.reference.exists():
         reference = np.asarray(nib.load(case.reference).dataobj)
         if reference.shape == second.shape:
-            verdict["liver_dice"] = dice(second > 0, reference > 0)  # liver including its lesions
-            verdict["lesion_dice"] = dice(second == 2, reference == 2) if (reference == 2).any() else None
+            verdict["liver_dice"] = dice(second > BACKGROUND, reference > BACKGROUND)  # liver including its lesions
+            verdict["lesion_dice"] = dice(second == LESION, reference == LESION) if (reference == LESION).any() else None
     return verdict
 
 

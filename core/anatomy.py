@@ -19,6 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from core.scan import Scan
+from core.segmentation import BACKGROUND
 
 #: A plausible adult liver, mL.
 LIVER_ML_RANGE = (500.0, 5000.0)
@@ -38,7 +39,7 @@ def anatomy_warnings(labels: np.ndarray, scan: Scan) -> list[str]:
     extent_mm = np.zeros(3)
     for axis, (ras_axis, _) in enumerate(order):
         extent_mm[int(ras_axis)] = scan.shape[axis] * scan.spacing[axis]
-    liver = labels > 0
+    liver = labels > BACKGROUND
     liver_ml = float(np.count_nonzero(liver)) * scan.voxel_volume_ml
     warnings = []
     full_field = bool(np.all(extent_mm >= FULL_FIELD_MM))

@@ -30,7 +30,7 @@ import torch
 import torchio as tio
 from scipy import ndimage
 
-from core.segmentation import LESION, LIVER
+from core.segmentation import BACKGROUND, LESION, LIVER
 
 #: Lesion radius range in mm: from small metastases to large primary tumours (LiTS spans both).
 RADIUS_MM = (4.0, 30.0)
@@ -79,7 +79,7 @@ class SyntheticLesions(tio.Transform):
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
         data = image.data[0].numpy().astype(np.float32, copy=True)
         labels = label.data[0].numpy().copy()
-        liver = labels > 0
+        liver = labels > BACKGROUND
         if not liver.any():
             return subject
         low, high = self.hu_window

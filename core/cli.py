@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.devices import DEVICES, PRECISIONS
 from core.errors import LiverSegError
 
 EXIT_USAGE = 2
@@ -98,8 +99,7 @@ def _segment(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     import json
 
-    import numpy as np
-
+    from core.affine import spacing_mm
     from core.ground_truth import LabelGrid, check_label_values, load_ground_truth
     from core.io import read_label_map
     from core.metrics import evaluate, format_evaluation
@@ -110,8 +110,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     truth = load_ground_truth(args.ground_truth, LabelGrid(prediction.shape, affine))
     for warning in truth.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    spacing = tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
-    result = evaluate(prediction, truth.labels, spacing, reference_has_lesions=truth.has_lesions or args.lesion_free)
+    result = evaluate(prediction, truth.labels, spacing_mm(affine), reference_has_lesions=truth.has_lesions or args.lesion_free)
     print(json.dumps(result, indent=2, allow_nan=False) if args.json else format_evaluation(result))
 
 
@@ -184,13 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("input", type=Path, help="NIfTI file (.nii, .nii.gz), DICOM series folder, or .zip of one")
     segment.add_argument("-o", "--output", type=Path, required=True, help="label map to write (.nii.gz), on the input's grid")
     segment.add_argument("--model", help="model folder name under trained/ (default: the configured default model)")
-    segment.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto takes CUDA when present (default)")
+    segment.add_argument("--device", choices=DEVICES, default="auto", help="auto takes CUDA when present (default)")
     segment.add_argument("--lesions", type=Path, metavar="CSV", help="also write the lesion table here")
     segment.add_argument("--dicom-seg", type=Path, metavar="OUT.dcm",
                          help="also write a DICOM Segmentation (liver, lesion) referencing the source series; needs a DICOM input")
     segment.add_argument(
         "--precision",
-        choices=["auto", "mixed", "float32"],
+        choices=PRECISIONS,
         default="auto",
         help="auto: mixed precision on a GPU, float32 on the CPU (default); mixed: also bfloat16 on CPUs that compute it "
         "natively (AVX512-BF16, AMX), about 1.7x faster; float32: never mixed",

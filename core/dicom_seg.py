@@ -27,7 +27,7 @@ from pydicom.sr.codedict import codes
 from core.atomic import write_atomically
 from core.errors import LiverSegError
 from core.scan import Scan
-from core.segmentation import Segmentation
+from core.segmentation import LABEL_NAMES, LESION, LIVER, Segmentation
 
 #: Segmented property category "Anatomical Structure" as DICOM CID 7150 has it now (pydicom's
 #: dictionary still has the inactivated SNOMED concept 91723000).
@@ -45,9 +45,10 @@ def _segment_descriptions(segmentation: Segmentation) -> list[hd.seg.SegmentDesc
     )
     common = dict(algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm)
     return [
-        hd.seg.SegmentDescription(segment_number=1, segment_label="Liver", segmented_property_category=ANATOMICAL_STRUCTURE,
+        hd.seg.SegmentDescription(segment_number=LIVER, segment_label=LABEL_NAMES[LIVER].capitalize(),
+                                  segmented_property_category=ANATOMICAL_STRUCTURE,
                                   segmented_property_type=codes.SCT.Liver, **common),
-        hd.seg.SegmentDescription(segment_number=2, segment_label="Lesion",
+        hd.seg.SegmentDescription(segment_number=LESION, segment_label=LABEL_NAMES[LESION].capitalize(),
                                   segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
                                   segmented_property_type=codes.SCT.Lesion, anatomic_regions=[codes.SCT.Liver], **common),
     ]

@@ -17,11 +17,12 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from core.affine import spacing_mm, voxel_volume_ml
 from core.errors import LiverSegError
 from core.io import read_label_map
-from core.segmentation import LESION, LIVER
+from core.segmentation import BACKGROUND, LESION, LIVER
 
-VALID_LABELS = frozenset({0, LIVER, LESION})
+VALID_LABELS = frozenset({BACKGROUND, LIVER, LESION})
 #: Warn when more than this fraction of the labelled volume is lost or gained by resampling.
 _VOLUME_TOLERANCE = 0.05
 
@@ -105,8 +106,8 @@ def to_grid(labels: np.ndarray, affine: np.ndarray, target: Grid, what: str) -> 
         )
     resampled = ndimage.affine_transform(labels, target_to_source, output_shape=shape, order=0, mode="constant", cval=0)
     resampled = resampled.astype(np.uint8, copy=False)
-    source_ml = np.count_nonzero(labels) * _voxel_ml(affine)
-    target_ml = np.count_nonzero(resampled) * _voxel_ml(target_affine)
+    source_ml = np.count_nonzero(labels) * voxel_volume_ml(affine)
+    target_ml = np.count_nonzero(resampled) * voxel_volume_ml(target_affine)
     if source_ml and not target_ml:
         raise LiverSegError(f"{what} labels nothing inside the scan; check that it belongs to this scan")
     source_grid = f"{'x'.join(map(str, labels.shape))} {_orientation(affine)} {_spacing_text(affine)} mm"
@@ -138,13 +139,9 @@ def _maps_centre_to_centre(target_to_source: np.ndarray) -> bool:
     return bool(signed_permutation and np.allclose(offset, np.round(offset), atol=1e-3))
 
 
-def _voxel_ml(affine: np.ndarray) -> float:
-    return abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
-
-
 def _orientation(affine: np.ndarray) -> str:
     return "".join(nib.aff2axcodes(affine))
 
 
 def _spacing_text(affine: np.ndarray) -> str:
-    return "x".join(f"{s:g}" for s in np.round(np.linalg.norm(affine[:3, :3], axis=0), 3))
+    return "x".join(f"{s:g}" for s in np.round(spacing_mm(affine), 3))

@@ -34,6 +34,8 @@ import torchio as tio
 from torch import nn
 
 from core import registry
+from core.affine import spacing_mm
+from core.devices import DEVICES, PRECISIONS
 from core.errors import LiverSegError
 from core.model_card import ModelCard
 from core.anatomy import anatomy_warnings
@@ -41,7 +43,7 @@ from core.liver_region import LiverRegion
 from core.postprocess import drop_unconfident_lesions, postprocess
 from core.preprocess import preprocessing
 from core.scan import Scan
-from core.segmentation import LESION, LIVER, Segmentation
+from core.segmentation import BACKGROUND, LESION, LIVER, Segmentation
 from core.sitk_image import resample_onto
 from core.sliding_window import sliding_window_probabilities
 
@@ -53,15 +55,14 @@ _ACCELERATOR = threading.Lock()
 OOM_NOTE = "the GPU ran out of memory, so inference finished on the CPU (slower)"
 #: Sliding window: a quarter of each patch shared with its neighbour, two patches per forward pass.
 OVERLAP, BATCH_SIZE = 0.25, 2
-PRECISIONS = ("auto", "mixed", "float32")
 
 
 def resolve_device(device: str) -> torch.device:
     """``"auto"`` -> CUDA when present, else the CPU; ``"cuda"`` without a GPU is a clear error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda"):
-        raise LiverSegError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device not in DEVICES:
+        raise LiverSegError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
     if device == "cuda" and not torch.cuda.is_available():
         raise LiverSegError("--device cuda was asked for but no CUDA GPU is available; use --device auto or cpu")
     return torch.device(device)
@@ -213,15 +214,14 @@ def _labels_on_scan_grid(probabilities: np.ndarray, model_affine: np.ndarray, sc
     Returns the labels and the lesion probability (uint8, 0-255 for 0-1) on the scan's grid.
     """
     model_labels = probabilities.argmax(axis=0).astype(np.uint8)
-    spacing = np.linalg.norm(model_affine[:3, :3], axis=0)
-    cleaned, cleaning_notes = postprocess(model_labels, spacing)
+    cleaned, cleaning_notes = postprocess(model_labels, spacing_mm(model_affine))
     notes.extend(cleaning_notes)
     changed = cleaned != model_labels
     probabilities[:, changed] = np.eye(len(probabilities), dtype=probabilities.dtype)[cleaned[changed]].T
 
     labels = np.zeros(scan.shape, np.uint8)
     lesion_probability = np.zeros(scan.shape, np.uint8)
-    box = scan.box_around(cleaned > 0, model_affine)
+    box = scan.box_around(cleaned > BACKGROUND, model_affine)
     if box is None:
         return labels, lesion_probability
     # Only the box around the organ is resampled: outside it every label is background, and a

@@ -69,6 +69,7 @@ from typing import IO
 
 from core import config
 from core.atomic import write_atomically
+from core.devices import DEVICES
 from core.errors import LiverSegError
 from core.model_card import CARD_FILE
 from core.paths import inside_data_dirs
@@ -86,7 +87,6 @@ CANCEL_GRACE_S = 10.0
 CONFIG_FILE, STATUS_FILE, LOCK_FILE, CANCEL_FILE = "config.json", "status.json", "lock", "cancel"
 LOG_FILE, SUPERVISOR_LOG = "log.txt", "supervisor.log"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass

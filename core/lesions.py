@@ -1,7 +1,7 @@
 """Lesion analysis: each lesion's size, position and density, and the tumour burden.
 
 Lesions are the 26-connected components of label 2 (voxels sharing a face, an
-edge or a corner belong to one lesion), as in ``core.metrics``. "Axial" is the
+edge or a corner belong to one lesion: ``core.segmentation.LESION_CONNECTIVITY``). "Axial" is the
 patient's axial plane: the array axis that runs closest to inferior-superior
 (read from the affine) is the slice axis, whatever the file's axis order.
 Distances assume orthogonal voxel axes (a grid that is not sheared).
@@ -18,9 +18,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from core.metrics import LESION_CONNECTIVITY
 from core.scan import Scan
-from core.segmentation import LESION
+from core.segmentation import LESION, LESION_CONNECTIVITY
 
 #: Columns of ``LesionReport.rows()`` and of the CSV, in order.
 COLUMNS = (

@@ -16,11 +16,11 @@ absorbs the coarse stage's coarse boundary, so the fine stage still draws the ed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from core.affine import spacing_mm, voxel_volume_ml
 from core.postprocess import largest_component, within_mm
 from core.scan import Scan
 from core.segmentation import BACKGROUND, LESION, LIVER
@@ -48,9 +48,8 @@ class LiverRegion:
         if not organ.any():
             return None
         organ = largest_component(organ)
-        spacing: Sequence[float] = np.linalg.norm(affine[:3, :3], axis=0)
-        liver_ml = float(organ.sum() * np.prod(spacing)) / 1000.0
-        return cls(within_mm(organ, margin_mm, spacing), np.asarray(affine, dtype=float), liver_ml)
+        liver_ml = float(organ.sum()) * voxel_volume_ml(affine)
+        return cls(within_mm(organ, margin_mm, spacing_mm(affine)), np.asarray(affine, dtype=float), liver_ml)
 
     def crop(self, scan: Scan) -> Scan:
         """The part of ``scan`` the region covers (its bounding box), on the scan's own grid."""

@@ -51,7 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from core.segmentation import LESION
+from core.affine import MM3_PER_ML
+from core.segmentation import BACKGROUND, LESION, LESION_CONNECTIVITY
 
 Spacing = tuple[float, float, float]
 
@@ -70,8 +71,6 @@ STRUCTURE_KEYS = (
 )
 #: Keys of ``evaluate``'s lesion-wise detection entry.
 DETECTION_KEYS = ("reference_lesions", "predicted_lesions", "true_positives", "false_positives", "missed", "recall", "precision", "f1")
-#: Lesions are 26-connected components: voxels that share a face, an edge or a corner belong together.
-LESION_CONNECTIVITY = np.ones((3, 3, 3), bool)
 #: Face (6-) connectivity, which defines the surface.
 _FACE = ndimage.generate_binary_structure(3, 1)
 
@@ -115,7 +114,7 @@ def _voxel_scores(c: _Counts, spacing: Spacing) -> dict[str, float | None]:
         "sensitivity": _ratio(c.tp, c.tp + c.fn),
         "specificity": _ratio(c.tn, c.tn + c.fp),
         "precision": _ratio(c.tp, c.tp + c.fp),
-        "volume_diff_ml": (c.fp - c.fn) * float(np.prod(spacing)) / 1000.0,
+        "volume_diff_ml": (c.fp - c.fn) * float(np.prod(spacing)) / MM3_PER_ML,
         "volume_diff_pct": _ratio(100 * (c.fp - c.fn), c.tp + c.fn),
     }
 
@@ -280,7 +279,7 @@ def evaluate(
         the reader should know (empty when nothing).
     """
     notes: list[str] = []
-    result = {"liver": structure_metrics(prediction_labels > 0, reference_labels > 0, spacing)}
+    result = {"liver": structure_metrics(prediction_labels > BACKGROUND, reference_labels > BACKGROUND, spacing)}
     if reference_has_lesions:
         prediction_lesions, reference_lesions = prediction_labels == LESION, reference_labels == LESION
         result["lesion"] = structure_metrics(prediction_lesions, reference_lesions, spacing)

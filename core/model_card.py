@@ -13,6 +13,7 @@ from pathlib import Path
 
 from core.atomic import write_atomically
 from core.errors import LiverSegError
+from core.segmentation import LABEL_NAMES
 
 CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.pt"
@@ -53,7 +54,7 @@ class ModelCard:
     hu_window: list[float] = field(default_factory=lambda: [-200.0, 250.0])
     patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])
     denoise: str | None = None
-    labels: dict[str, str] = field(default_factory=lambda: {"0": "background", "1": "liver", "2": "lesion"})
+    labels: dict[str, str] = field(default_factory=lambda: {str(value): name for value, name in LABEL_NAMES.items()})
     shipped: bool = False
     created: str = ""
     training: dict = field(default_factory=dict)

@@ -15,9 +15,9 @@ voxel size:
    ``lesion_threshold`` becomes liver: a threshold chosen on held-out cases trades
    a few missed faint lesions for far fewer false alarms.
 
-Components are 26-connected (voxels sharing a face, an edge or a corner), as
-``core.metrics`` and ``core.lesions`` count lesions, so that a lesion they count is
-one that was kept or dropped whole.
+Components are 26-connected (voxels sharing a face, an edge or a corner:
+``core.segmentation.LESION_CONNECTIVITY``), as ``core.metrics`` and ``core.lesions``
+count lesions, so that a lesion they count is one that was kept or dropped whole.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import numpy as np
 from scipy import ndimage
 
 from core import config
-from core.metrics import LESION_CONNECTIVITY
-from core.segmentation import BACKGROUND, LESION, LIVER
+from core.affine import MM3_PER_ML
+from core.segmentation import BACKGROUND, LESION, LESION_CONNECTIVITY, LIVER
 
 
 def _members(components: np.ndarray, chosen: np.ndarray) -> np.ndarray:
@@ -71,7 +71,7 @@ def postprocess(labels: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarra
         spacing: voxel size along each array axis, in mm.
     """
     spacing = [float(s) for s in spacing]
-    voxel_ml = float(np.prod(spacing)) / 1000.0
+    voxel_ml = float(np.prod(spacing)) / MM3_PER_ML
     organ = labels > BACKGROUND
     if not organ.any():
         return np.zeros_like(labels, dtype=np.uint8), ["no liver was found in this scan"]

@@ -9,6 +9,8 @@ import numpy as np
 import torchio as tio
 from pydicom import Dataset
 
+from core.affine import spacing_mm, voxel_volume_ml
+
 
 @dataclass(frozen=True, eq=False)
 class Scan:
@@ -40,7 +42,7 @@ class Scan:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size along each array axis, in mm."""
-        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+        return spacing_mm(self.affine)
 
     @property
     def orientation(self) -> str:
@@ -49,7 +51,8 @@ class Scan:
 
     @property
     def voxel_volume_ml(self) -> float:
-        return float(np.prod(self.spacing)) / 1000.0
+        """Volume of one voxel, in mL."""
+        return voxel_volume_ml(self.affine)
 
     def box_around(self, mask: np.ndarray, mask_affine: np.ndarray) -> tuple[slice, slice, slice] | None:
         """The box of this scan's voxels within one voxel of ``mask`` (on the grid of ``mask_affine``); None if empty.

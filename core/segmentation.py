@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.scan import Scan
+if TYPE_CHECKING:  # the label vocabulary stays light (numpy only): core.model_card reads it
+    from core.scan import Scan
 
 BACKGROUND, LIVER, LESION = 0, 1, 2
 LABEL_NAMES = {BACKGROUND: "background", LIVER: "liver", LESION: "lesion"}
+#: Lesions are 26-connected components: voxels that share a face, an edge or a corner belong
+#: together. The loosest 3-D connectivity, so a lesion that a thin or oblique neck joins across
+#: a voxel corner is counted, measured and cleaned as one lesion, not as several specks; every
+#: module that labels components (metrics, post-processing, the lesion table, the viewer's
+#: focus) uses this one, so they all count the same lesions.
+LESION_CONNECTIVITY = np.ones((3, 3, 3), bool)
 
 
 @dataclass(frozen=True, eq=False)

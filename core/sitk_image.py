@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
+from core.affine import spacing_mm
+
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
 
 
@@ -26,7 +28,7 @@ def from_sitk(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
 def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
     """A SimpleITK image of ``array`` (indexed i, j, k) placed in space by the RAS ``affine``."""
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = np.asarray(spacing_mm(affine))
     image.SetSpacing(spacing.tolist())
     image.SetDirection((LPS_TO_RAS @ affine[:3, :3] / spacing).ravel().tolist())
     image.SetOrigin((LPS_TO_RAS @ affine[:3, 3]).tolist())

@@ -22,9 +22,9 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from core.metrics import LESION_CONNECTIVITY
+from core.affine import spacing_mm
 from core.scan import Scan
-from core.segmentation import LESION, LIVER
+from core.segmentation import LESION, LESION_CONNECTIVITY, LIVER
 
 PLANES = ("axial", "coronal", "sagittal")
 #: Which canonical axis (0 R, 1 A, 2 S) each plane cuts through.
@@ -143,7 +143,7 @@ class DisplayVolume:
     @property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size along R, A, S in mm."""
-        return tuple(float(s) for s in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+        return spacing_mm(self.affine)
 
     def slice_count(self, plane: str) -> int:
         return int(self.hu.shape[THROUGH_AXIS[plane]])

@@ -15,6 +15,8 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
+from core.affine import spacing_mm
+
 _CORNERS = np.array(list(itertools.product((0, 1), repeat=3)))  # cube corner offsets, index = 4x + 2y + z
 _EDGES = [(a, b) for a, b in itertools.combinations(range(8), 2) if np.abs(_CORNERS[a] - _CORNERS[b]).sum() == 1]
 _WORKING_CELLS = 2_000_000  # the first try's grid size: seconds at most, even for a 512^2 x 600 scan
@@ -30,7 +32,7 @@ def surface_mesh(mask: np.ndarray, affine: np.ndarray, max_triangles: int = 40_0
     """
     if not mask.any():
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    spacing = np.asarray(spacing_mm(affine))
     corner = np.argwhere(mask).min(axis=0)
     mask = mask[tuple(slice(lo, hi + 1) for lo, hi in zip(corner, np.argwhere(mask).max(axis=0)))]
     # Near-isotropic cells; start where the working grid stays small, coarsen until the budget holds.

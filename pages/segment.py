@@ -24,6 +24,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import config, dicom_seg, exports, registry, uploads
+from core.devices import DEVICES
 from core.errors import LiverSegError
 from core.figures import surface_figure
 from core.ground_truth import GroundTruth, load_ground_truth
@@ -223,7 +224,7 @@ def _model_settings() -> tuple[str | None, str]:
         model = st.selectbox("Model", names, index=names.index(default) if default in names else 0,
                              format_func=lambda name: f"{name} (default)" if name == default else name,
                              help="The Models page describes each model and sets the default.")
-        device = st.selectbox("Run on", ["auto", "cpu", "cuda"],
+        device = st.selectbox("Run on", DEVICES,
                               format_func={"auto": "Automatic (GPU if available)", "cpu": "CPU", "cuda": "GPU (CUDA)"}.get)
     return model, device
 

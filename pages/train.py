@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import config, jobs, registry
+from core.devices import DEVICES
 from core.errors import LiverSegError
 from core.training import discovery, progress
 from core.training.options import TrainingOption, training_options
@@ -279,7 +280,7 @@ def new_job_form() -> None:
         help="A model trained at a coarse spacing (e.g. 5 mm) on whole scans. It finds the liver's region; the model "
              "trained here then segments only within it, so neighbouring organs are not taken for liver.")
     gpus = jobs.gpu_count()
-    device = columns[2].radio("Device", list(jobs.DEVICES), horizontal=True, help="auto takes a GPU when there is one.")
+    device = columns[2].radio("Device", list(DEVICES), horizontal=True, help="auto takes a GPU when there is one.")
     columns[2].caption(f"{gpus} GPU(s) found: each runs one job at a time." if gpus else "No GPU found: training runs on the CPU.")
 
     values = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from core.segmentation import LESION, LIVER
+from core.segmentation import BACKGROUND, LESION, LIVER
 
 
 def _soft_dice(probability: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
@@ -44,7 +44,7 @@ def segmentation_loss(
     allowed[:, LESION] |= partial.view(-1, 1, 1, 1) & (labels == LIVER)
     cross_entropy = -torch.logsumexp(log_probability.masked_fill(~allowed, -torch.inf), dim=1).mean()
     probability = log_probability.exp()
-    terms = [_soft_dice(probability[:, LIVER] + probability[:, LESION], labels > 0)]
+    terms = [_soft_dice(probability[:, LIVER] + probability[:, LESION], labels > BACKGROUND)]
     full = ~partial
     if full.any():
         terms.append(_soft_dice(probability[full, LESION], labels[full] == LESION))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from core.metrics import dice
-from core.segmentation import LESION
+from core.segmentation import BACKGROUND, LESION
 from core.sliding_window import sliding_window_probabilities
 from core.training.loss import segmentation_loss
 from core.unet import UNet
@@ -92,7 +92,7 @@ class LiverSegModule(L.LightningModule):
         predicted = probabilities.argmax(0).numpy()
         reference = case["label"].numpy()
         self.validation_cases[case["name"]] = {
-            "liver_dice": dice(predicted > 0, reference > 0),
+            "liver_dice": dice(predicted > BACKGROUND, reference > BACKGROUND),
             # A liver-only reference says nothing about lesions: no lesion score for it.
             "lesion_dice": None if case["partial"] else dice(predicted == LESION, reference == LESION),
         }

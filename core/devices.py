@@ -1,0 +1,15 @@
+"""Where a network may run and at what precision: the choices every front end offers.
+
+The command line (``segment --device/--precision``), the Segment page, the Train page and
+the training jobs all offer these; ``core.inference`` and ``core.jobs`` check against them.
+Kept apart from ``core.inference`` so that the command line's parser and ``core.jobs`` read
+them without importing torch.
+"""
+
+from __future__ import annotations
+
+#: ``"auto"``: a CUDA GPU when there is one, else the CPU.
+DEVICES = ("auto", "cpu", "cuda")
+#: ``"auto"``: mixed precision on a GPU, float32 on the CPU; ``"mixed"``: also bfloat16 on CPUs
+#: that compute it natively; ``"float32"``: never mixed (``core.inference.Segmenter``).
+PRECISIONS = ("auto", "mixed", "float32")
