@@ -37,7 +37,7 @@ import numpy as np
 from core import config
 from core.errors import LiverSegError
 from core.paths import files_inside
-from core.segmentation import LESION, LIVER
+from core.segmentation import BACKGROUND, LESION, LIVER
 
 FULL, PARTIAL = "liver+lesion", "liver-only"
 #: Spatial tolerance for "the same geometry": a hundredth of a millimetre.
@@ -281,8 +281,8 @@ def _check_pair(name: str, image: Path, label: Path, layout: str, data_dir: Path
             "so they do not overlay; resample the label onto the image grid"
         )
     values = np.unique(np.asanyarray(label_nifti.dataobj))
-    if not np.all(np.isin(values, (0, LIVER, LESION))):
-        unknown = [v.item() for v in values if v not in (0, LIVER, LESION)][:5]
+    if not np.all(np.isin(values, (BACKGROUND, LIVER, LESION))):
+        unknown = [v.item() for v in values if v not in (BACKGROUND, LIVER, LESION)][:5]
         return f"{name}: label {label.name} has values {unknown}; expected 0 background, 1 liver, 2 lesion"
     if LIVER not in values and LESION not in values:
         return f"{name}: label {label.name} marks no liver (all zero)"
