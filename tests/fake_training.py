@@ -1,4 +1,4 @@
-"""For job tests: a stand-in for ``python -m core train``, and small labelled phantoms to train on for real.
+"""For job and training tests: a stand-in for ``python -m core train``; phantoms and tiny options to train on for real.
 
 Run as ``python tests/fake_training.py OUT MODE MODEL``: writes a start, two training
 steps and one validation record to ``OUT/progress.jsonl`` (``core.training.progress``'s schema), then
@@ -21,6 +21,10 @@ from pathlib import Path
 
 #: A ``wait`` job gives up after this long (s).
 WAIT_LIMIT_S = 600
+
+#: ``python -m core train`` options for a real training of a few seconds on the CPU (tests/conftest.py's ``phantoms``).
+TINY = ["--patch-size", "32", "32", "32", "--channels", "4", "8", "--spacing", "6", "--patches-per-epoch", "4",
+        "--samples-per-volume", "2", "--batch-size", "2", "--threads", "1", "--accelerator", "cpu"]
 
 
 def end_all(jobs_dir: Path) -> None:

@@ -80,18 +80,30 @@ def test_strength_zero_without_lesions_is_the_identity(subject):
     assert torch.equal(out["label"].data, subject["label"].data)
 
 
-def test_hu_shift_moves_soft_tissue_by_a_bounded_affine_change_in_hu(subject):
+def test_hu_shift_moves_hu_values_by_a_bounded_affine_change_and_leaves_labels(subject):
+    """Every draw of RandomHUShift changes the image by ``hu' = (hu - 40) * scale + 40 + shift`` with the shift and
+    scale inside their stated ranges; over several draws both really vary (neither is stuck at 0 or 1); labels are
+    untouched."""
     hu_per_unit = (WINDOW[1] - WINDOW[0]) / 2
-    to_hu = lambda tensor: (tensor + 1) * hu_per_unit + WINDOW[0]  # noqa: E731 - the window's inverse
-    liver = subject["label"].data[0] == LIVER
-    fat = (to_hu(subject["image"].data[0]) < -60) & (to_hu(subject["image"].data[0]) > -140)
-    for seed in range(5):
+    to_hu = lambda tensor: (tensor.double() + 1) * hu_per_unit + WINDOW[0]  # noqa: E731 - the window's inverse
+    before = to_hu(subject["image"].data[0])
+    shifts, scales = [], []
+    for seed in range(8):
         torch.manual_seed(seed)
-        out = RandomHUShift(WINDOW, shift_hu=60, scale=0.15, p=1)(subject)
-        before, after = to_hu(subject["image"].data[0]), to_hu(out["image"].data[0])
-        liver_shift = float((after[liver] - before[liver]).mean())
-        assert -60 - 0.15 * 40 <= liver_shift <= 60 + 0.15 * 40
-        scale = float((after[liver].mean() - after[fat].mean()) / (before[liver].mean() - before[fat].mean()))
-        assert 0.85 - 1e-3 <= scale <= 1.15 + 1e-3
+        out = RandomHUShift(WINDOW, shift_hu=60, scale=0.15, centre_hu=40, p=1)(subject)
+        after = to_hu(out["image"].data[0])
+        # Voxels the clamp to [-1, 1] left alone on both sides, where the change must be exactly affine.
+        free = (before > WINDOW[0] + 2) & (before < WINDOW[1] - 2) & (after > WINDOW[0] + 2) & (after < WINDOW[1] - 2)
+        assert free.sum() > 10_000
+        scale, offset = np.polyfit(before[free].numpy(), after[free].numpy(), 1)
+        fitted = scale * before[free].numpy() + offset
+        assert np.abs(after[free].numpy() - fitted).max() < 0.01, "the change in HU is not one shift and scale"
+        shift = offset - 40 * (1 - scale)  # hu' = scale * hu + 40 * (1 - scale) + shift
+        assert -60 <= shift <= 60 and 0.85 <= scale <= 1.15
+        assert abs(shift) > 0.5 or abs(scale - 1) > 0.005, f"seed {seed}: the image is unchanged"
+        shifts.append(shift)
+        scales.append(scale)
         assert torch.equal(out["label"].data, subject["label"].data)
         assert out["image"].data.min() >= -1 and out["image"].data.max() <= 1
+    assert max(shifts) > 20 and min(shifts) < -20, f"shifts {shifts} do not span the +-60 HU range"
+    assert max(scales) > 1.05 and min(scales) < 0.95, f"scales {scales} do not span 1 +- 0.15"

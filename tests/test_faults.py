@@ -15,7 +15,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from core import io
 from core.cli import main
-from tests.test_train import TINY
+from tests.fake_training import TINY
 
 
 def disk_full(*args, **kwargs):

@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from core import config, jobs, registry
 from core.errors import LiverSegError
 from core.jobs import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobRunner, TrainingRequest, last_error,
                        process_start_time, training_command)
-from core.training.options import parse, training_options
+from core.training.options import RUNNER_OPTIONS, TrainOptions, parse, training_options
 from core.training.progress import best_validation
 from core.model_card import ModelCard
 from tests import fake_training
@@ -215,10 +216,48 @@ def test_the_training_command_is_checked_by_the_cli_parser(tmp_path):
         training_command(TrainingRequest(name="m", data=["/d"], options={"out": "x"}), tmp_path)
 
 
+#: A value other than the default for every option the Train page offers (``training_options()``).
+ASKED = {"val": "1", "exclude": "case9", "epochs": 3, "patches_per_epoch": 7, "samples_per_volume": 3, "batch_size": 4,
+         "lr": 0.01, "weight_decay": 0.001, "patience": 5, "val_every": 2, "max_minutes": 30.0, "seed": 7,
+         "patch_size": [32, 48, 64], "label_probabilities": [0.1, 0.3, 0.6], "augment": 0.5, "synthetic_lesions": 0.25,
+         "channels": [4, 8, 16], "spacing": [3.0], "hu_window": [-100.0, 200.0], "roi_margin": 10.0, "denoise": "median",
+         "precision": "32-true", "threads": 1, "num_workers": 0}
+
+
 def test_training_options_come_from_the_cli_definition():
-    names = {option.name for option in training_options()}
-    assert not names & {"data", "out", "init", "devices", "accelerator"}
-    assert all(option.help for option in training_options())
+    """The Train page's options are TrainOptions' fields less those the runner sets, with the CLI's defaults and help."""
+    offered = {option.name: option for option in training_options()}
+    assert set(offered) == {option.name for option in fields(TrainOptions)} - RUNNER_OPTIONS
+    assert {"epochs", "lr", "patch_size", "channels", "augment", "denoise"} <= set(offered)
+    assert not set(offered) & {"data", "out", "init", "coarse", "resume", "devices", "accelerator", "cache_dir"}
+    defaults = parse(["--data", "d", "--out", "o"])
+    for name, option in offered.items():
+        assert option.default == getattr(defaults, name), name
+        assert option.help == TrainOptions.__dataclass_fields__[name].metadata["help"] and option.help, name
+    assert (offered["epochs"].kind, offered["epochs"].count, offered["epochs"].default) == ("int", 1, 100)
+    assert (offered["patch_size"].kind, offered["patch_size"].count) == ("int", 3)
+    assert (offered["channels"].count, offered["lr"].kind) == (None, "float")
+    assert (offered["denoise"].kind, offered["denoise"].choices) == ("choice", ["none", "gaussian", "median"])
+
+
+def test_every_offered_option_reaches_the_jobs_command_and_record(runner, places):
+    """Options asked of a job are recorded with it and are in the exact ``python -m core train`` command it will run."""
+    assert set(ASKED) == {option.name for option in training_options()}, "an option was added: give it a value in ASKED"
+    first = wait_until(runner, submit(runner, "wait", "first"), running)  # holds the only slot, so the next job waits
+    real = JobRunner(places / "jobs", slots=1)  # the real training command
+    job = real.submit(TrainingRequest("asked", ["cases"], device="cpu", options=ASKED))
+    recorded = real.job(job.id)  # read back from the job's folder
+    assert recorded.state == QUEUED and recorded.request.options == ASKED
+    assert recorded.command[:4] == [sys.executable, "-m", "core", "train"]
+    written = json.loads((recorded.folder / "config.json").read_text(encoding="utf-8"))["command"]
+    assert written == recorded.command
+    assert " --epochs 3 " in " ".join(written) and " --patch-size 32 48 64 " in " ".join(written)
+    options = parse(recorded.command[4:])
+    assert {name: getattr(options, name) for name in ASKED} == ASKED
+    assert (options.data, options.accelerator) == ([str(places / "data" / "cases")], "cpu")
+    assert real.cancel(job.id).reason == "cancelled by the user before it started"
+    release(first)
+    assert wait_until(runner, first, ended).state == SUCCEEDED
 
 
 def test_progress_skips_a_line_still_being_written(tmp_path):

@@ -1,36 +1,59 @@
-"""pages/models.py in streamlit's AppTest: cards, default choice, removal rules, download archive."""
+"""pages/models.py in streamlit's AppTest: cards, default choice, removal rules, download archive.
+
+The cards shown are real ones: a model trained here by ``python -m core train`` itself (``core.training.run``
+writes its card) and registered as a finished job registers it, and copies of the shipped models in trained/,
+so the page is tested on the layout training and cross-validation really write.
+"""
 
 from __future__ import annotations
 
 import io
+import shutil
 import zipfile
-from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block
 
 from core import config, registry
 from core.jobs import JobRunner, TrainingRequest
 from core.model_archive import model_archive
 from core.model_card import ModelCard
-from core.unet import UNet
+from core.training.options import parse
+from core.training.run import train
 from tests import fake_training
+from tests.fake_training import TINY
 
 PAGE = str(config.ROOT / "pages" / "models.py")
+SHIPPED_DIR = config.ROOT / "trained"  # the models shipped in the checkout, whatever LIVERSEG_TRAINED_DIR says
+SHIPPED, CASCADE = "liverseg-unet-2mm-v1", "liverseg-cascade-v1"
+
+
+@pytest.fixture(scope="session")
+def trained_here(phantoms, tmp_path_factory) -> Path:
+    """A model folder as ``python -m core train`` leaves it: one epoch on the phantoms, case0 held out and scored."""
+    out = tmp_path_factory.mktemp("run") / "mine"
+    return train(parse(["--data", str(phantoms), "--out", str(out), "--val", "case0", "--epochs", "1",
+                        "--cache-dir", str(out.parent / "cache"), *TINY]))
 
 
 @pytest.fixture
-def trained(tmp_path, monkeypatch):
-    """trained/ with a shipped model and one trained here; an empty jobs folder."""
+def trained(tmp_path, monkeypatch, trained_here) -> Path:
+    """trained/ with a copy of the shipped single-stage model and the model trained here; an empty jobs folder."""
     monkeypatch.setattr(config, "TRAINED_DIR", tmp_path / "trained")
     monkeypatch.setattr(config, "JOBS_DIR", tmp_path / "jobs")
-    for name, shipped, created in (("shipped", True, "2026-01-01T00:00:00+00:00"), ("mine", False, "2026-02-01T00:00:00+00:00")):
-        card = ModelCard(name=name, channels=[2, 4], patch_size=[16, 16, 16], shipped=shipped, created=created,
-                         training={"data": [{"case": "lits117", "sha256": "ab12", "licence": "CC BY-NC-SA 4.0"}], "epochs": 3,
-                                   "command": "python -m core train --data .cache/sample --out trained/mine"},
-                         metrics={"summary": {"liver_dice": 0.912, "lesion_dice": 0.5}, "per_case": [{"case": "lits117", "liver_dice": 0.912}]})
-        registry.save_model(UNet(card.channels, num_classes=len(card.labels)), card, tmp_path / "trained" / name)
+    shutil.copytree(SHIPPED_DIR / SHIPPED, tmp_path / "trained" / SHIPPED)
+    assert registry.register_model(trained_here) == "mine"  # as a finished training job registers its model
     return tmp_path / "trained"
+
+
+def panel(page: AppTest, name: str) -> Block:
+    """The bordered container that shows model ``name``."""
+    found = [block for block in page.main.children.values()
+             if isinstance(block, Block) and [header.value.split(" ")[0] for header in block.subheader] == [name]]
+    assert len(found) == 1, f"{len(found)} panels for {name}"
+    return found[0]
 
 
 def run_page() -> AppTest:
@@ -42,19 +65,29 @@ def run_page() -> AppTest:
 
 
 def test_every_model_is_shown_with_its_card(trained):
+    """What training writes into a card (data with roles, held-out metrics, the command) is what the page shows."""
     page = run_page()
-    assert [header.value for header in page.subheader] == [
-        "mine :violet-badge[trained here]", "shipped :green-badge[:material/star: default] :blue-badge[shipped]"]
-    facts = next(caption.value for caption in page.caption if caption.value.startswith("created"))  # "mine": the newest
-    assert facts.startswith("created 2026-02-01 00:00 · ") and " KB · trained on 1 case · voxels of 2 × 2 × 2 mm · " in facts
-    assert [(metric.label, metric.value) for metric in page.metric][:2] == [("Liver Dice", "0.912"), ("Lesion Dice", "0.500")]
-    assert "python -m core train" in page.code[0].value
-    assert any("per_case" not in frame.value.columns and "liver_dice" in frame.value.columns for frame in page.dataframe)
+    assert sorted(header.value for header in page.subheader) == [
+        f"{SHIPPED} :green-badge[:material/star: default] :blue-badge[shipped]", "mine :violet-badge[trained here]"]
+    card = ModelCard.load(trained / "mine")
+    mine = panel(page, "mine")
+    facts = next(caption.value for caption in mine.caption if caption.value.startswith("created"))
+    assert facts.startswith(f"created {card.created[:10]} ") and " KB · trained on 2 cases, 1 held out · " in facts
+    assert facts.endswith(" · voxels of 6 × 6 × 6 mm · patches of 32 × 32 × 32 voxels · HU window -200 to 250")
+    mean = card.metrics["mean"]  # the held-out cases' mean, as core.training.run records it
+    assert [(metric.label, metric.value) for metric in mine.metric][:2] == [
+        ("Liver Dice", f"{mean['liver_dice']:.3f}"), ("Lesion Dice", f"{mean['lesion_dice']:.3f}")]
+    assert mine.code[0].value == card.training["command"] and mine.code[0].value.startswith("python -m core train --data ")
+    per_case = [frame.value for frame in mine.dataframe if "liver_hd95_mm" in frame.value.columns]
+    assert per_case and list(per_case[0].index) == ["case0"]  # the held-out case's scores, one row
+    shipped = panel(page, SHIPPED)
+    assert [metric.label for metric in shipped.metric][:2] == ["Liver Dice", "Lesion Dice"]
+    assert shipped.code[0].value == ModelCard.load(trained / SHIPPED).training["command"]
 
 
 def test_making_a_model_the_default(trained):
     page = run_page()
-    assert page.button(key="default-shipped").disabled
+    assert page.button(key=f"default-{SHIPPED}").disabled
     page.button(key="default-mine").click().run()
     assert registry.default_model() == "mine"
     assert "The Segment page uses **mine**." in [m.value for m in page.markdown]
@@ -66,7 +99,7 @@ def test_a_model_trained_here_can_be_removed_but_a_shipped_one_cannot(trained):
     assert [button.key for button in page.button if button.key.startswith("remove-")] == ["remove-mine"]
     assert "Shipped models are protected." in [caption.value for caption in page.caption]
     page.button(key="remove-mine").click().run()
-    assert [card.name for card in registry.list_cards()] == ["shipped"]
+    assert [card.name for card in registry.list_cards()] == [SHIPPED]
     assert not page.exception
 
 
@@ -98,19 +131,22 @@ def test_without_models_the_page_points_to_training(tmp_path, monkeypatch):
 
 
 def test_a_cascade_shows_both_stages_and_its_cross_validation(trained):
-    coarse = ModelCard(name="cascade-coarse", channels=[2, 4], patch_size=[16, 16, 16], spacing_mm=[5.0, 5.0, 5.0],
-                       training={"command": "python -m core train --out .cache/stages/cascade-coarse --spacing 5"})
-    card = ModelCard(name="cascade", channels=[2, 4], patch_size=[16, 16, 16], created="2026-03-01T00:00:00+00:00",
-                     training={"command": "python -m core train --out trained/cascade --coarse .cache/stages/cascade-coarse"},
-                     metrics={"measured_on": "leave-one-case-out cross-validation",
-                              "cross_validation": {"mean": {"liver_dice": 0.783, "lesion_dice": 0.292}}},
-                     cascade={"coarse": asdict(coarse), "weights": "coarse.pt", "roi_margin_mm": 20.0})
-    registry.save_model(UNet(card.channels, num_classes=3), card, trained / "cascade", coarse=UNet(coarse.channels, num_classes=3))
+    """The shipped cascade's card (written by training, then by ``python -m core cross-validate``) shows both stages and
+    the cross-validation's mean."""
+    shutil.copytree(SHIPPED_DIR / CASCADE, trained / CASCADE)
+    card = ModelCard.load(trained / CASCADE)
     page = run_page()
-    facts = next(caption.value for caption in page.caption if caption.value.startswith("created 2026-03-01"))
-    assert " · two-stage cascade · voxels of 2 × 2 × 2 mm · " in facts
-    assert [(metric.label, metric.value) for metric in page.metric][:2] == [("Liver Dice", "0.783"), ("Lesion Dice", "0.292")]
-    assert [code.value for code in page.code][:2] == [card.training["command"], coarse.training["command"]]
-    architecture = [block.value for block in page.markdown if "stage" in block.value]
-    assert any(text.startswith("First stage, on the whole scan: UNet, channels [2, 4], voxels of 5 × 5 × 5 mm") and "20 mm" in text
+    cascade = panel(page, CASCADE)
+    facts = next(caption.value for caption in cascade.caption if caption.value.startswith("created"))
+    spacing = " × ".join(f"{value:g}" for value in card.spacing_mm)
+    assert f" · two-stage cascade · voxels of {spacing} mm · " in facts
+    mean = card.metrics["cross_validation"]["mean"]
+    metrics = {metric.label: metric.value for metric in cascade.metric}
+    assert (metrics["Liver Dice"], metrics["Lesion Dice"]) == (f"{mean['liver_dice']:.3f}", f"{mean['lesion_dice']:.3f}")
+    assert "cross-validation" in cascade.metric[0].help
+    assert [code.value for code in cascade.code][:2] == [card.training["command"], card.coarse.training["command"]]
+    architecture = [block.value for block in cascade.markdown if "stage" in block.value]
+    coarse_spacing = " × ".join(f"{value:g}" for value in card.coarse.spacing_mm)
+    assert any(text.startswith(f"First stage, on the whole scan: UNet, channels {card.coarse.channels}, voxels of "
+                               f"{coarse_spacing} mm") and f"{card.cascade['roi_margin_mm']:g} mm" in text
                for text in architecture)

@@ -1,8 +1,13 @@
+"""make_phantom: deterministic, realistic HU, asymmetric anatomy with lesions inside the liver, any orientation."""
+
+from __future__ import annotations
+
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from core.phantom import make_phantom
+from core.phantom import FAT, make_phantom
 from core.segmentation import LESION, LIVER
 
 
@@ -22,10 +27,26 @@ def test_hounsfield_units_are_realistic():
 
 
 def test_liver_is_on_the_patients_right_and_lesions_inside_it():
+    """The liver lies on the patient's right (+x in RAS+), and the lesions (there are some) lie inside it: painting them
+    never adds labelled voxels outside the lesion-free phantom's liver."""
     scan, labels = make_phantom()
     x_mm = (scan.affine @ np.c_[np.argwhere(labels > 0), np.ones(np.count_nonzero(labels))].T)[0]
     assert x_mm.mean() > 0  # RAS+: right is +x
-    assert np.count_nonzero(labels == LESION) > 0
+    _, lesion_free = make_phantom(lesions=0)  # the same anatomy: only lesions and noise use the seed
+    liver = lesion_free == LIVER
+    lesion = labels == LESION
+    assert ndimage.label(lesion)[1] >= 2 and np.count_nonzero(lesion) > 50
+    assert not (lesion & ~liver).any(), "a lesion voxel outside the liver"
+    assert np.array_equal(labels > 0, liver), "lesions changed the liver's outline"
+
+
+def test_liver_is_inside_the_body():
+    """Every liver voxel lies within the body's outer ring of subcutaneous fat, in every axial slice."""
+    scan, labels = make_phantom(noise_hu=0)
+    ring = scan.voxels == FAT
+    enclosed = np.stack([ndimage.binary_fill_holes(ring[..., k]) for k in range(ring.shape[2])], axis=-1) & ~ring
+    assert np.count_nonzero(labels > 0) > 1000
+    assert not ((labels > 0) & ~enclosed).any(), "liver outside the body"
 
 
 def test_size_and_spacing_are_honoured():

@@ -1,3 +1,7 @@
+"""core.slices: canonical orientation, radiological planes, square pixels, overlays, focus and encoding."""
+
+from __future__ import annotations
+
 import numpy as np
 import pytest
 
@@ -92,10 +96,18 @@ def test_agreement_colours_agreement_false_alarms_and_misses():
 
 
 def test_focus_is_on_the_largest_lesion_then_the_liver():
-    _, _, with_lesions = volume(lesions=3)
-    assert with_lesions.labels[with_lesions.focus()] == LESION
-    _, _, liver_only = volume(lesions=0)
-    assert liver_only.labels[liver_only.focus()] == LIVER
+    """focus() is the centre of the largest lesion (not the first, last or middle one found), else of the liver,
+    else the volume's middle."""
+    scan, _ = make_phantom(shape=SHAPE, spacing=SPACING, noise_hu=0)  # RAS: canonical order is the file's order
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[5:34, 4:19, 3:14] = LIVER  # off the volume's centre, which is (20, 16, 12)
+    labels[6:8, 5:7, 4:6] = LESION  # first in scan order, 8 voxels
+    labels[12:17, 10:15, 6:11] = LESION  # the largest, 125 voxels, centred on (14, 12, 8)
+    labels[26:29, 6:9, 4:7] = LESION  # last in scan order, 27 voxels
+    assert DisplayVolume.from_scan(scan, labels).focus() == (14, 12, 8)
+    labels[labels == LESION] = LIVER
+    assert DisplayVolume.from_scan(scan, labels).focus() == (19, 11, 8)  # the liver's centre
+    assert DisplayVolume.from_scan(scan, np.zeros(SHAPE, np.uint8)).focus() == (20, 16, 12)
 
 
 def test_outline_is_the_inner_boundary():

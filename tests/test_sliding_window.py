@@ -1,3 +1,8 @@
+"""Sliding-window inference: patches, batches, padding, AMP, and Hann blending of overlapping patches."""
+
+from __future__ import annotations
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -28,6 +33,8 @@ def full_volume_softmax(network: nn.Module, image: torch.Tensor) -> torch.Tensor
 @pytest.mark.parametrize("overlap_mode", ["hann", "average"])
 @pytest.mark.parametrize("shape", [(40, 36, 28), (10, 50, 17)], ids=["larger", "smaller-than-patch"])
 def test_patches_blend_back_to_the_whole_volume_answer(shape, overlap_mode):
+    """A voxel-wise network answers alike in every patch, so either blend gives back its whole-volume answer
+    (blending weights themselves: test_overlapping_patches_are_blended_with_a_hann_window_by_default)."""
     network = Recorder()
     image = torch.randn(1, *shape)
     probabilities = sliding_window_probabilities(network, image, (16, 16, 16), overlap=0.5, overlap_mode=overlap_mode)
@@ -35,6 +42,48 @@ def test_patches_blend_back_to_the_whole_volume_answer(shape, overlap_mode):
     assert probabilities.device.type == "cpu" and probabilities.dtype == torch.float32
     torch.testing.assert_close(probabilities, full_volume_softmax(network, image), atol=1e-5, rtol=1e-5)
     assert all(s[1:] == (1, 16, 16, 16) for s in network.shapes)
+
+
+class WherePatch(nn.Module):
+    """A network whose answer depends on where a voxel sits in its patch: lesion logit = intensity + (x - 7.5) / 4."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        position = (torch.arange(x.shape[2], dtype=x.dtype) - 7.5) / 4
+        lesion = x + position.view(1, 1, -1, 1, 1)
+        return torch.cat([torch.zeros_like(x), lesion], dim=1)
+
+
+def hann(size: int) -> np.ndarray:
+    """The blending weight of each position in a patch: a raised cosine that falls to zero just outside it."""
+    return np.sin(np.pi * (np.arange(size) + 1) / (size + 1)) ** 2
+
+
+def two_patch_probabilities(image: np.ndarray, blend: str) -> np.ndarray:
+    """The expected lesion probability along x of a (24, 16, 16) volume cut into 16-voxel patches at x = 0 and x = 8."""
+    sigmoid = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731 - a 2-class softmax
+    position = (np.arange(16) - 7.5) / 4
+    first = np.full((24, 16, 16), np.nan)
+    second = np.full((24, 16, 16), np.nan)
+    first[:16] = sigmoid(image[:16] + position[:, None, None])
+    second[8:] = sigmoid(image[8:] + position[:, None, None])
+    weight = hann(16) if blend == "hann" else np.ones(16)
+    w_first, w_second = np.zeros(24), np.zeros(24)
+    w_first[:16], w_second[8:] = weight, weight
+    total = np.nan_to_num(first) * w_first[:, None, None] + np.nan_to_num(second) * w_second[:, None, None]
+    return total / (w_first + w_second)[:, None, None]
+
+
+def test_overlapping_patches_are_blended_with_a_hann_window_by_default():
+    """Where two patches overlap, each counts by its Hann weight at that position (the default), not equally."""
+    image = torch.randn(1, 24, 16, 16, generator=torch.Generator().manual_seed(0))
+    voxels = image[0].double().numpy()
+    hann_expected, average_expected = two_patch_probabilities(voxels, "hann"), two_patch_probabilities(voxels, "average")
+    assert np.abs(hann_expected - average_expected)[8:16].min() > 1e-3  # the two blends differ on every overlap voxel
+    default = sliding_window_probabilities(WherePatch(), image, (16, 16, 16), overlap=0.5, batch_size=1)
+    np.testing.assert_allclose(default[1].double().numpy(), hann_expected, atol=1e-5)
+    np.testing.assert_allclose(default.sum(0).numpy(), 1, atol=1e-5)
+    average = sliding_window_probabilities(WherePatch(), image, (16, 16, 16), overlap=0.5, overlap_mode="average")
+    np.testing.assert_allclose(average[1].double().numpy(), average_expected, atol=1e-5)
 
 
 def test_batches_and_progress():

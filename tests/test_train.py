@@ -23,9 +23,7 @@ from core.training.loss import segmentation_loss
 from core.training.options import parse
 from core.training.progress import PROGRESS_FILE
 from core.training.run import split_cases, train
-
-TINY = ["--patch-size", "32", "32", "32", "--channels", "4", "8", "--spacing", "6", "--patches-per-epoch", "4",
-        "--samples-per-volume", "2", "--batch-size", "2", "--threads", "1", "--accelerator", "cpu"]
+from tests.fake_training import TINY
 
 
 def run(*argv: str) -> Path:
