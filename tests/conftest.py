@@ -33,6 +33,21 @@ def write_nifti(tmp_path: Path):
     return write
 
 
+@pytest.fixture
+def run_page():
+    """Function: run ``pages/NAME.py`` once in Streamlit's AppTest, past app.py's login gate, without an exception."""
+    from streamlit.testing.v1 import AppTest
+
+    def run(name: str) -> AppTest:
+        page = AppTest.from_file(str(config.ROOT / "pages" / f"{name}.py"), default_timeout=180)
+        page.session_state["uploads"] = None  # app.py's gate has run (the page keeps no uploads of its own)
+        page.run()
+        assert not page.exception, page.exception
+        return page
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def machine_paths():
     """Function: every absolute path (POSIX, home-relative or Windows) in a JSON-like value, e.g. a model card."""

@@ -25,7 +25,6 @@ from core.training.run import train
 from tests import fake_training
 from tests.fake_training import TINY
 
-PAGE = str(config.ROOT / "pages" / "models.py")
 SHIPPED_DIR = config.ROOT / "trained"  # the models shipped in the checkout, whatever LIVERSEG_TRAINED_DIR says
 SHIPPED, CASCADE = "liverseg-unet-2mm-v1", "liverseg-cascade-v1"
 
@@ -56,17 +55,9 @@ def panel(page: AppTest, name: str) -> Block:
     return found[0]
 
 
-def run_page() -> AppTest:
-    page = AppTest.from_file(PAGE, default_timeout=180)
-    page.session_state["uploads"] = None  # app.py's gate has run (this page keeps no uploads)
-    page.run()
-    assert not page.exception, page.exception
-    return page
-
-
-def test_every_model_is_shown_with_its_card(trained):
+def test_every_model_is_shown_with_its_card(trained, run_page):
     """What training writes into a card (data with roles, held-out metrics, the command) is what the page shows."""
-    page = run_page()
+    page = run_page("models")
     assert sorted(header.value for header in page.subheader) == [
         f"{SHIPPED} :green-badge[:material/star: default] :blue-badge[shipped]", "mine :violet-badge[trained here]"]
     card = ModelCard.load(trained / "mine")
@@ -85,8 +76,8 @@ def test_every_model_is_shown_with_its_card(trained):
     assert shipped.code[0].value == ModelCard.load(trained / SHIPPED).training["command"]
 
 
-def test_making_a_model_the_default(trained):
-    page = run_page()
+def test_making_a_model_the_default(trained, run_page):
+    page = run_page("models")
     assert page.button(key=f"default-{SHIPPED}").disabled
     page.button(key="default-mine").click().run()
     assert registry.default_model() == "mine"
@@ -94,8 +85,8 @@ def test_making_a_model_the_default(trained):
     assert page.button(key="default-mine").disabled
 
 
-def test_a_model_trained_here_can_be_removed_but_a_shipped_one_cannot(trained):
-    page = run_page()
+def test_a_model_trained_here_can_be_removed_but_a_shipped_one_cannot(trained, run_page):
+    page = run_page("models")
     assert [button.key for button in page.button if button.key.startswith("remove-")] == ["remove-mine"]
     assert "Shipped models are protected." in [caption.value for caption in page.caption]
     page.button(key="remove-mine").click().run()
@@ -103,7 +94,7 @@ def test_a_model_trained_here_can_be_removed_but_a_shipped_one_cannot(trained):
     assert not page.exception
 
 
-def test_a_model_a_queued_or_running_job_fine_tunes_from_cannot_be_removed(trained, tmp_path, monkeypatch):
+def test_a_model_a_queued_or_running_job_fine_tunes_from_cannot_be_removed(trained, tmp_path, monkeypatch, run_page):
     monkeypatch.setenv("LIVERSEG_TRAINED_DIR", str(trained))
     monkeypatch.setenv("LIVERSEG_DATA_DIRS", str(tmp_path))
     (tmp_path / "cases").mkdir()
@@ -111,7 +102,7 @@ def test_a_model_a_queued_or_running_job_fine_tunes_from_cannot_be_removed(train
                        command=fake_training.command(fake_training.make_model(tmp_path / "tiny"), lambda request: "wait"))
     runner.submit(TrainingRequest("tuned", ["cases"], init="mine"))
     try:
-        page = run_page()
+        page = run_page("models")
         assert not [button for button in page.button if button.key == "remove-mine"]
         assert "Needed by job(s) tuned (fine-tuning from it)." in [caption.value for caption in page.caption]
     finally:
@@ -124,18 +115,18 @@ def test_the_download_holds_the_weights_and_the_card(trained):
         assert archive.read("mine/model.pt") == (trained / "mine" / "model.pt").read_bytes()
 
 
-def test_without_models_the_page_points_to_training(tmp_path, monkeypatch):
+def test_without_models_the_page_points_to_training(tmp_path, monkeypatch, run_page):
     monkeypatch.setattr(config, "TRAINED_DIR", tmp_path / "none")
     monkeypatch.setattr(config, "JOBS_DIR", tmp_path / "jobs")
-    assert "Train page" in run_page().info[0].value
+    assert "Train page" in run_page("models").info[0].value
 
 
-def test_a_cascade_shows_both_stages_and_its_cross_validation(trained):
+def test_a_cascade_shows_both_stages_and_its_cross_validation(trained, run_page):
     """The shipped cascade's card (written by training, then by ``python -m core cross-validate``) shows both stages and
     the cross-validation's mean."""
     shutil.copytree(SHIPPED_DIR / CASCADE, trained / CASCADE)
     card = ModelCard.load(trained / CASCADE)
-    page = run_page()
+    page = run_page("models")
     cascade = panel(page, CASCADE)
     facts = next(caption.value for caption in cascade.caption if caption.value.startswith("created"))
     spacing = " × ".join(f"{value:g}" for value in card.spacing_mm)

@@ -16,7 +16,6 @@ from streamlit.testing.v1 import AppTest
 from core import config, jobs
 from tests import fake_training
 
-PAGE = str(config.ROOT / "pages" / "train.py")
 
 
 @pytest.fixture
@@ -45,14 +44,6 @@ def stand_in(places, monkeypatch):
     fake_training.end_all(places / "jobs")  # a failed test leaves no job behind
 
 
-def run_page() -> AppTest:
-    page = AppTest.from_file(PAGE, default_timeout=180)
-    page.session_state["uploads"] = None  # app.py's gate has run (this page keeps no uploads)
-    page.run()
-    assert not page.exception, page.exception
-    return page
-
-
 def wait_for(page: AppTest, condition, timeout: float = 180) -> AppTest:
     """Rerun the page (as the fragment's timer would) until ``condition()``."""
     deadline = time.monotonic() + timeout
@@ -69,8 +60,8 @@ def only_job() -> jobs.Job:
     return job
 
 
-def test_the_page_lists_the_cases_found_and_the_files_it_will_not_use(places, stand_in):
-    page = run_page()
+def test_the_page_lists_the_cases_found_and_the_files_it_will_not_use(places, stand_in, run_page):
+    page = run_page("train")
     assert "No training jobs yet" in page.info[0].value
     assert page.multiselect[0].value == ["data/phantoms"]
     [cases] = [frame.value for frame in page.dataframe if "Case" in frame.value.columns]
@@ -83,8 +74,8 @@ def test_the_page_lists_the_cases_found_and_the_files_it_will_not_use(places, st
     assert page.button[-1].label == "Start training"
 
 
-def test_start_follow_and_cancel_a_job(places, stand_in):
-    page = run_page()
+def test_start_follow_and_cancel_a_job(places, stand_in, run_page):
+    page = run_page("train")
     page.text_input(key="model_name").set_value("wait-model")
     page.number_input(key="option-epochs").set_value(3)
     page.button[-1].click().run()
@@ -106,8 +97,8 @@ def test_start_follow_and_cancel_a_job(places, stand_in):
     assert page.dataframe[0].value["Status"].tolist() == ["cancelled"]
 
 
-def test_a_second_job_is_followed_while_it_waits_in_the_queue(places, stand_in):
-    page = run_page()
+def test_a_second_job_is_followed_while_it_waits_in_the_queue(places, stand_in, run_page):
+    page = run_page("train")
     page.text_input(key="model_name").set_value("wait-first")
     page.button[-1].click().run()
     page = wait_for(page, lambda: only_job().state == jobs.RUNNING)
@@ -121,8 +112,8 @@ def test_a_second_job_is_followed_while_it_waits_in_the_queue(places, stand_in):
     wait_for(page, lambda: all(not job.active for job in jobs.JobRunner().jobs()))
 
 
-def test_a_finished_job_shows_its_model_and_best_dice(places, stand_in):
-    page = run_page()
+def test_a_finished_job_shows_its_model_and_best_dice(places, stand_in, run_page):
+    page = run_page("train")
     page.text_input(key="model_name").set_value("quick")
     page.button[-1].click().run()
     page = wait_for(page, lambda: only_job().state == jobs.SUCCEEDED)
@@ -131,9 +122,9 @@ def test_a_finished_job_shows_its_model_and_best_dice(places, stand_in):
     assert (row["Status"], row["Registered as"], row["Best liver Dice"]) == ("succeeded", "quick", 0.5)
 
 
-def test_fine_tuning_starts_from_a_model_and_takes_its_model_settings(places, stand_in):
+def test_fine_tuning_starts_from_a_model_and_takes_its_model_settings(places, stand_in, run_page):
     fake_training.make_model(places / "trained" / "base")
-    page = run_page()
+    page = run_page("train")
     page.radio[0].set_value("fine-tune").run()
     next(box for box in page.selectbox if box.label == "Model to fine-tune").set_value("base")
     page.text_input(key="model_name").set_value("tuned")
@@ -145,16 +136,16 @@ def test_fine_tuning_starts_from_a_model_and_takes_its_model_settings(places, st
     assert (request["init"], request["options"]) == ("base", {})
 
 
-def test_a_bad_model_name_is_refused_on_the_page(places, stand_in):
-    page = run_page()
+def test_a_bad_model_name_is_refused_on_the_page(places, stand_in, run_page):
+    page = run_page("train")
     page.text_input(key="model_name").set_value("../../etc")
     page.button[-1].click().run()
     assert "model name" in page.error[0].value
     assert jobs.JobRunner().jobs() == []
 
 
-def test_without_labelled_data_the_page_says_what_to_do(places, stand_in, monkeypatch, tmp_path):
+def test_without_labelled_data_the_page_says_what_to_do(places, stand_in, monkeypatch, tmp_path, run_page):
     (tmp_path / "empty").mkdir()
     monkeypatch.setenv("LIVERSEG_DATA_DIRS", str(tmp_path / "empty"))
-    page = run_page()
+    page = run_page("train")
     assert "No labelled cases" in page.warning[0].value
