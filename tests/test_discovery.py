@@ -145,9 +145,18 @@ def test_licence_from_readme_table(tmp_path):
 
 
 def test_shared_data_is_found_by_layout(shared_data, sample_paths):
+    """Every shared folder with a CT and a label beside it is a case, whatever the folder list is today;
+    its kind follows the label's values (a lesion label makes it liver+lesion)."""
     report = discover([shared_data, sample_paths[0].parent])
     kinds = {case.name: case.kind for case in report.cases}
-    assert kinds == {"totalseg-example": PARTIAL, "lits117": FULL}
+    expected = {"lits117": FULL}
+    for folder in sorted(p for p in shared_data.iterdir() if p.is_dir()):
+        label = next((folder / n for n in ("label.nii.gz", "liver.nii.gz") if (folder / n).exists()), None)
+        if label is not None and (folder / "ct.nii.gz").exists():
+            values = np.unique(np.asarray(nib.load(label).dataobj))
+            expected[folder.name] = FULL if 2 in values else PARTIAL
+    assert len(expected) >= 3, "../shared/data holds at least two labelled folders"
+    assert kinds == expected
     unlabelled = {path.name for path in report.unlabelled}
     assert {"ct_torso_unlabelled.nii.gz", "mr_not_ct.nii.gz", "ct_dicom.zip"} <= unlabelled
     assert "CC BY 4.0" in licence(shared_data / "totalseg-example" / "ct.nii.gz")
