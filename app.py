@@ -1,8 +1,8 @@
 """LiverSeg dashboard: ``streamlit run app.py`` (or ``make run``).
 
-Before any page runs: the login gate when access is restricted (``core.access``),
+Before any page runs: the login gate when access is restricted (``core.server.access``),
 otherwise a notice on every page that the app is open; then each session gets its
-private upload folder (``st.session_state["uploads"]``, a ``core.uploads.UploadSession``).
+private upload folder (``st.session_state["uploads"]``, a ``core.server.uploads.UploadSession``).
 ``st.navigation`` is called on every path, so Streamlit never falls back to serving
 ``pages/`` directly, around the gate.
 """
@@ -11,7 +11,7 @@ import math
 
 import streamlit as st
 
-from core import access, uploads
+from core.server import access, uploads
 from core.errors import LiverSegError
 
 st.set_page_config(page_title="LiverSeg", page_icon="🩺", layout="wide")
@@ -76,7 +76,7 @@ def _load_engine() -> None:
     (an ImportError on the page); ``st.cache_resource`` makes the first one import it while
     the others wait.
     """
-    import core.inference  # noqa: F401
+    import core.inference.segmenter  # noqa: F401
 
 
 def _logout() -> None:

@@ -2,7 +2,7 @@
 
 Reads ``../shared/data/ircad-1.1/ct_dicom.zip`` (512x512x129, no labels of its own),
 segments it once with the default model (the label map a user would export), then
-builds and encodes its SEG (``core.dicom_seg.dicom_seg_bytes``) ``--runs`` times and
+builds and encodes its SEG (``core.imageio.dicom_seg.dicom_seg_bytes``) ``--runs`` times and
 reports the median seconds, the file size and the number of frames; the SEG is read
 back with ``highdicom.seg.segread`` once as a check. Usage::
 
@@ -25,9 +25,9 @@ import highdicom as hd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the checkout is the package root
 from core import config
-from core.dicom_seg import dicom_seg_bytes
-from core.inference import Segmenter
-from core.io import read_scan
+from core.imageio.dicom_seg import dicom_seg_bytes
+from core.inference.segmenter import Segmenter
+from core.imageio.nifti import read_scan
 
 CASE = config.SHARED_DATA_DIR / "ircad-1.1" / "ct_dicom.zip"
 

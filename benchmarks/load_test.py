@@ -77,7 +77,7 @@ def default_cases(work: Path) -> list[Case]:
             cases.append(Case(name, path, reference))
     seed = 0
     while len(cases) < 4:
-        from core.phantom import make_phantom
+        from tests.helpers.phantom import make_phantom
 
         scan, labels = make_phantom((128, 112, 80), (3.0, 3.0, 3.0), seed=seed)
         path, reference = work / f"phantom{seed}.nii.gz", work / f"phantom{seed}_labels.nii.gz"
@@ -91,9 +91,9 @@ def default_cases(work: Path) -> list[Case]:
 def make_stand_in(folder: Path) -> None:
     import torch
 
-    from core import registry
-    from core.model_card import ModelCard
-    from core.unet import UNet
+    from core.model import registry
+    from core.model.card import ModelCard
+    from core.model.unet import UNet
 
     torch.manual_seed(0)
     card = ModelCard(name="stand-in", created="2000-01-01T00:00:00", training={"note": "untrained: load test only"})

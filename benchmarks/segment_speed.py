@@ -4,7 +4,7 @@ Runs the command as a fresh process ``--runs`` times on
 ``../shared/data/ircad-1.1/ct_dicom.zip`` (512x512x129) and reports the median wall
 time, each process's peak resident memory (from ``os.wait4``) and CPU seconds, and
 the median seconds of each stage (read, preprocess, infer, postprocess, write) as
-the command prints them with ``-v`` (a cascade adds ``locate``, its first stage on the
+the command prints them with ``-v`` (a cascade adds ``first_stage``, its first stage on the
 whole scan). Then, for a single-stage model, its cost for this case: convolution
 FLOPs (``torch.utils.flop_counter``) times the number of sliding-window patches, the
 rate the inference stage reached, and that rate as a fraction of a plain ``Conv3d``
@@ -39,14 +39,15 @@ import torchio as tio
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script (make bench): the checkout is the package root
-from core import config, registry
+from core import config
+from core.model import registry
 from core.errors import LiverSegError
-from core.inference import OVERLAP
-from core.io import read_scan
-from core.model_card import ModelCard
-from core.preprocess import preprocessing
-from core.sliding_window import count_patches, cpu_has_native_bfloat16
-from core.unet import UNet
+from core.inference.segmenter import OVERLAP
+from core.imageio.nifti import read_scan
+from core.model.card import ModelCard
+from core.inference.preprocessing import preprocessing
+from core.inference.sliding_window import count_patches, cpu_has_native_bfloat16
+from core.model.unet import UNet
 
 TARGET_SECONDS, TARGET_RSS_GB = 10.0, 2.0
 RESULTS = config.ROOT / "benchmarks" / "results" / "segment_speed.json"

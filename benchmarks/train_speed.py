@@ -27,20 +27,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the checkout is the package root
 from core import config
-from core.sample import ensure_sample
+from core.imageio.sample import ensure_sample
 from core.training.options import parse
 from core.training.progress import PROGRESS_FILE
 from core.training.run import train
 
-#: The shipped cascade's two stages (fine: 8-64 at 2 mm; coarse: 16-128 at 5 mm), each in float32 and bfloat16,
+#: The shipped cascade's two stages (fine: 8-64 at 2 mm; first stage: 16-128 at 5 mm), each in float32 and bfloat16,
 #: then all threads and a bigger fine stage.
 CONFIGURATIONS = [
-    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 1, "precision": "32-true"},
-    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 1, "precision": "bf16-mixed"},
-    {"channels": [16, 32, 64, 128], "patch": 48, "spacing": 5.0, "threads": 1, "precision": "32-true"},
-    {"channels": [16, 32, 64, 128], "patch": 48, "spacing": 5.0, "threads": 1, "precision": "bf16-mixed"},
-    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 0, "precision": "32-true"},
-    {"channels": [16, 32, 64, 128], "patch": 96, "spacing": 2.0, "threads": 0, "precision": "32-true"},
+    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 1, "precision": "float32"},
+    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 1, "precision": "mixed"},
+    {"channels": [16, 32, 64, 128], "patch": 48, "spacing": 5.0, "threads": 1, "precision": "float32"},
+    {"channels": [16, 32, 64, 128], "patch": 48, "spacing": 5.0, "threads": 1, "precision": "mixed"},
+    {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 0, "precision": "float32"},
+    {"channels": [16, 32, 64, 128], "patch": 96, "spacing": 2.0, "threads": 0, "precision": "float32"},
 ]
 
 

@@ -1,8 +1,8 @@
 """LiverSeg engine: liver and liver-lesion segmentation of abdominal CT.
 
 Importable without Streamlit. Data takes one path:
-read (``core.io``) -> preprocess (``core.preprocess``) -> predict
-(``core.inference``) -> post-process (``core.postprocess``) -> export
-(``core.io``), with ``core.lesions``, ``core.metrics`` and ``core.figures``
+read (``core.imageio.nifti``) -> preprocess (``core.inference.preprocessing``) -> predict
+(``core.inference.segmenter``) -> post-process (``core.postprocessing.cleanup``) -> export
+(``core.imageio.nifti``), with ``core.evaluation.lesions``, ``core.evaluation.metrics`` and ``core.viewing.figures``
 reading the result.
 """

@@ -24,7 +24,7 @@ def voxel_volume_ml(affine: np.ndarray) -> float:
     """The volume of one voxel, in mL: the product of ``spacing_mm`` (mm^3) / 1000.
 
     Exact for a grid with orthogonal axes (every scanner grid that is not sheared, however
-    rotated or flipped), the grids the rest of the engine assumes (``core.metrics``,
-    ``core.lesions``); on a sheared grid it overstates the volume (the determinant is smaller).
+    rotated or flipped), the grids the rest of the engine assumes (``core.evaluation.metrics``,
+    ``core.evaluation.lesions``); on a sheared grid it overstates the volume (the determinant is smaller).
     """
     return float(np.prod(spacing_mm(affine))) / MM3_PER_ML

@@ -20,7 +20,7 @@ EXIT_USAGE = 2
 
 
 #: Share of the progress bar per stage of ``Segmenter.segment`` (start, width), in percent: inference dominates.
-_SEGMENT_STAGES = {"locate": (0, 10), "preprocess": (10, 10), "infer": (20, 70), "postprocess": (90, 10)}
+_SEGMENT_STAGES = {"first_stage": (0, 10), "preprocess": (10, 10), "infer": (20, 70), "postprocess": (90, 10)}
 
 
 def _segment(args: argparse.Namespace) -> None:
@@ -28,7 +28,7 @@ def _segment(args: argparse.Namespace) -> None:
 
     import numpy as np
 
-    from core.io import NIFTI_SUFFIXES, read_scan, write_labels
+    from core.imageio.nifti import NIFTI_SUFFIXES, read_scan, write_labels
     from core.segmentation import LESION
 
     started = time.perf_counter()
@@ -38,7 +38,7 @@ def _segment(args: argparse.Namespace) -> None:
         raise LiverSegError(f"{args.dicom_seg.name}: the DICOM SEG is written as a DICOM file; name it .dcm")
     scan = read_scan(args.input)
     if args.dicom_seg:
-        from core.dicom_seg import unavailable_reason
+        from core.imageio.dicom_seg import unavailable_reason
 
         reason = unavailable_reason(scan)  # before the model runs, not after
         if reason:
@@ -47,7 +47,7 @@ def _segment(args: argparse.Namespace) -> None:
 
     from tqdm import tqdm
 
-    from core.inference import Segmenter
+    from core.inference.segmenter import Segmenter
 
     segmenter = Segmenter(args.model, args.device, args.precision)
     # disable=None: the bar is drawn only on a terminal, so logs and pipes get no control characters.
@@ -62,14 +62,14 @@ def _segment(args: argparse.Namespace) -> None:
     seconds = {"read": read_seconds, **segmentation.seconds}
     table = None
     if args.lesions:
-        from core.lesions import analyse_lesions
+        from core.evaluation.lesions import analyse_lesions
 
         start = time.perf_counter()
         table = analyse_lesions(segmentation.labels, scan, segmentation.lesion_probability).to_csv()  # before writing: a failure leaves no output
         seconds["lesions"] = time.perf_counter() - start
     seg = None
     if args.dicom_seg:
-        from core.dicom_seg import dicom_seg_bytes
+        from core.imageio.dicom_seg import dicom_seg_bytes
 
         start = time.perf_counter()
         seg = dicom_seg_bytes(segmentation)  # before writing: a failure leaves no output
@@ -100,9 +100,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     import json
 
     from core.affine import spacing_mm
-    from core.ground_truth import LabelGrid, check_label_values, load_ground_truth
-    from core.io import read_label_map
-    from core.metrics import evaluate, format_evaluation
+    from core.imageio.ground_truth import LabelGrid, check_label_values, load_ground_truth
+    from core.imageio.nifti import read_label_map
+    from core.evaluation.metrics import evaluate, format_evaluation
 
     # The prediction's grid is the reference grid: the ground truth is brought onto it.
     prediction, affine = read_label_map(args.prediction)
@@ -110,14 +110,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     truth = load_ground_truth(args.ground_truth, LabelGrid(prediction.shape, affine))
     for warning in truth.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    result = evaluate(prediction, truth.labels, spacing_mm(affine), reference_has_lesions=truth.has_lesions or args.lesion_free)
+    result = evaluate(prediction, truth.labels, spacing_mm(affine), liver_only=truth.liver_only and not args.not_liver_only)
     print(json.dumps(result, indent=2, allow_nan=False) if args.json else format_evaluation(result))
 
 
 def _lesions(args: argparse.Namespace) -> None:
-    from core.ground_truth import check_label_values, to_grid
-    from core.io import read_label_map, read_scan
-    from core.lesions import analyse_lesions
+    from core.imageio.ground_truth import check_label_values, to_grid
+    from core.imageio.nifti import read_label_map, read_scan
+    from core.evaluation.lesions import analyse_lesions
 
     scan = read_scan(args.scan)
     labels, affine = read_label_map(args.mask)
@@ -137,9 +137,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _cross_validate(args: argparse.Namespace) -> None:
-    from core.cross_validation import cross_validate, markdown_table, record_in_card
-    from core.model_card import CARD_FILE
-    from core.registry import model_dir
+    from core.training.cross_validation import cross_validate, markdown_table, record_in_card
+    from core.model.card import CARD_FILE
+    from core.model.registry import model_dir
 
     folder = args.model if (args.model / CARD_FILE).is_file() else model_dir(str(args.model))
     work = args.work or Path(".cache") / "cv" / folder.name
@@ -153,7 +153,7 @@ def _cross_validate(args: argparse.Namespace) -> None:
 
 
 def _sample(args: argparse.Namespace) -> None:
-    from core.sample import ensure_sample
+    from core.imageio.sample import ensure_sample
 
     scan, labels = ensure_sample()
     print(f"sample scan: {scan}\nsample labels: {labels}")
@@ -163,7 +163,7 @@ def _hash_password(args: argparse.Namespace) -> None:
     import getpass
     import json
 
-    from core.access import hash_password
+    from core.server.access import hash_password
 
     if sys.stdin.isatty():
         password = getpass.getpass("password: ")
@@ -202,9 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("ground_truth", type=Path, help="reference label map (0/1/2, or a binary liver mask)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluate.add_argument(
-        "--lesion-free",
+        "--not-liver-only",
         action="store_true",
-        help="the ground truth is a 0/1/2 map of a case without lesions: score predicted lesions against none "
+        help="the ground truth is not liver-only: a 0/1/2 map of a case without lesions; score predicted lesions against none "
         "(by default a ground truth without label 2 is read as a liver-only mask, and lesion metrics are not available)",
     )
     evaluate.set_defaults(run=_evaluate)
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser("sample", help="fetch the built-in sample scan (LiTS 117) once")
     sample.set_defaults(run=_sample)
 
-    from core.access import DEFAULT_ITERATIONS
+    from core.server.access import DEFAULT_ITERATIONS
 
     hashing = commands.add_parser("hash-password", help="hash a password for the app's login (asked for, or read from stdin)")
     hashing.add_argument("--user", help="print a `NAME = \"hash\"` line for [auth.users] or LIVERSEG_USERS_FILE")

@@ -1,8 +1,8 @@
 """Where a network may run and at what precision: the choices every front end offers.
 
 The command line (``segment --device/--precision``), the Segment page, the Train page and
-the training jobs all offer these; ``core.inference`` and ``core.jobs`` check against them.
-Kept apart from ``core.inference`` so that the command line's parser and ``core.jobs`` read
+the training jobs all offer these; ``core.inference.segmenter`` and ``core.jobs`` check against them.
+Kept apart from ``core.inference.segmenter`` so that the command line's parser and ``core.jobs`` read
 them without importing torch.
 """
 
@@ -11,5 +11,5 @@ from __future__ import annotations
 #: ``"auto"``: a CUDA GPU when there is one, else the CPU.
 DEVICES = ("auto", "cpu", "cuda")
 #: ``"auto"``: mixed precision on a GPU, float32 on the CPU; ``"mixed"``: also bfloat16 on CPUs
-#: that compute it natively; ``"float32"``: never mixed (``core.inference.Segmenter``).
+#: that compute it natively; ``"float32"``: never mixed (``core.inference.segmenter.Segmenter``).
 PRECISIONS = ("auto", "mixed", "float32")

@@ -25,7 +25,7 @@ class Scan:
             how a multi-series zip was resolved); never patient names or IDs.
         dicom_headers: for a scan read from a DICOM series, each slice's header (pydicom
             datasets without pixels, in the order of the array's last axis), reduced by
-            ``core.dicom_series`` to what a DICOM SEG needs to reference them; empty otherwise.
+            ``core.imageio.dicom_series`` to what a DICOM SEG needs to reference them; empty otherwise.
             Kept out of ``repr`` and never shown: they carry the patient's name and ID.
     """
 

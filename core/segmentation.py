@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # the label vocabulary stays light (numpy only): core.model_card reads it
+if TYPE_CHECKING:  # the label vocabulary stays light (numpy only): core.model.card reads it
     from core.scan import Scan
 
 BACKGROUND, LIVER, LESION = 0, 1, 2
@@ -33,11 +33,11 @@ class Segmentation:
         device: where inference ran (``"cuda"``, ``"cpu"``), after any fallback.
         seconds: wall time per stage (read, preprocess, infer, post-process, ...).
         notes: what the user should know (a CPU fallback, a dropped component).
-        warnings: reasons to doubt the result (``core.anatomy``: an implausible liver volume
+        warnings: reasons to doubt the result (``core.postprocessing.anatomy``: an implausible liver volume
             or position), shown prominently, never silently.
         lesion_probability: the model's lesion probability on the scan's grid, 0-255 for
             0-1 (uint8 keeps a 512x512x500 scan at 131 MB), where the lesion confidences
-            in ``core.lesions`` come from; ``None`` for label maps read from disk.
+            in ``core.evaluation.lesions`` come from; ``None`` for label maps read from disk.
     """
 
     labels: np.ndarray

@@ -7,9 +7,11 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from core import jobs, registry
+from core import jobs
+
+from core.model import registry
 from core.errors import LiverSegError
-from core.model_archive import model_archive, model_size_bytes
+from core.model.archive import model_archive, model_size_bytes
 
 # Streamlit serves pages/ by itself on a fresh server's very first run, before app.py has called
 # st.navigation once: without this, that first visitor would skip app.py's login gate.
@@ -148,13 +150,13 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
                 facts_table(training)
                 if card.cascade:
                     st.markdown("**Training of the first stage**")
-                    facts_table(card.coarse.training or {})
+                    facts_table(card.first_stage.training or {})
             with right:
                 st.markdown("**Metrics**")
                 facts_table(card.metrics or {})
                 st.markdown("**Architecture**")
                 if card.cascade:
-                    st.write(f"First stage, on the whole scan: {architecture_text(card.coarse)}. It finds the liver; the second "
+                    st.write(f"First stage, on the whole scan: {architecture_text(card.first_stage)}. It finds the liver; the second "
                              f"stage looks only within {card.cascade['roi_margin_mm']:g} mm of what it found.")
                 st.write(f"{'Second stage: ' if card.cascade else ''}{architecture_text(card)}; "
                          f"labels {', '.join(f'{k} {v}' for k, v in card.labels.items())}")
@@ -174,7 +176,7 @@ default = registry.default_model()
 st.markdown(f"The Segment page uses **{default}**.")
 needed: dict[str, list[str]] = {}
 for job in jobs.JobRunner().jobs():
-    for model in (job.request.init, job.request.coarse) if job.active else ():
+    for model in (job.request.init, job.request.first_stage) if job.active else ():
         if model:
             needed.setdefault(model, []).append(job.name)
 for card in cards:

@@ -23,20 +23,28 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, dicom_seg, exports, registry, uploads
+from core import config
+
+from core.imageio import dicom_seg
+
+from core.viewing import exports
+
+from core.model import registry
+
+from core.server import uploads
 from core.devices import DEVICES
 from core.errors import LiverSegError
-from core.figures import surface_figure
-from core.ground_truth import GroundTruth, load_ground_truth
-from core.io import read_scan
-from core.lesions import LesionReport, analyse_lesions
-from core.metrics import evaluate
-from core.report import NOT_FOR_CLINICAL_USE, detection_table, format_value, html_report, lesion_table, metrics_table
-from core.sample import SPACING_NOTE
+from core.viewing.figures import surface_figure
+from core.imageio.ground_truth import GroundTruth, load_ground_truth
+from core.imageio.nifti import read_scan
+from core.evaluation.lesions import LesionReport, analyse_lesions
+from core.evaluation.metrics import evaluate
+from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, format_value, html_report, lesion_table, metrics_table
+from core.imageio.sample import SPACING_NOTE
 from core.scan import Scan
 from core.segmentation import Segmentation
-from core.slice_stack import build_stack
-from core.slices import PLANES, WINDOW_PRESETS, DisplayVolume, View, legend
+from core.viewing.slice_stack import build_stack
+from core.viewing.slices import PLANES, WINDOW_PRESETS, DisplayVolume, View, legend
 from widgets.slice_viewer import slice_viewer
 
 # Streamlit serves pages/ by itself on a fresh server's very first run, before app.py has called
@@ -69,7 +77,7 @@ class Result:
     segmentation: Segmentation
     lesions: LesionReport
     volume: DisplayVolume
-    metrics: dict[str, dict] = field(default_factory=dict)  # reference key -> core.metrics.evaluate()
+    metrics: dict[str, dict] = field(default_factory=dict)  # reference key -> core.evaluation.metrics.evaluate()
     surface: go.Figure | None = None
     stacks: dict[tuple, tuple] = field(default_factory=dict)  # (plane, View, reference key) -> (payload, shown mm, native mm)
 
@@ -95,7 +103,7 @@ def _uploads() -> uploads.UploadSession:
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def _segmenter(model: str, device: str):
     """One Segmenter per model and device for the whole server process, shared by every session."""
-    from core.inference import Segmenter  # torch: imported when the first scan is segmented, not on page load
+    from core.inference.segmenter import Segmenter  # torch: imported when the first scan is segmented, not on page load
 
     return Segmenter(model, device)
 
@@ -381,7 +389,7 @@ def _comparison(result: Result, reference: Reference) -> None:
         with st.spinner("Comparing with the reference…"):
             truth = reference.truth
             result.metrics[reference.key] = evaluate(result.segmentation.labels, truth.labels, result.segmentation.scan.spacing,
-                                                     reference_has_lesions=truth.has_lesions)
+                                                     liver_only=truth.liver_only)
     metrics = result.metrics[reference.key]
     detection = metrics["lesion_detection"]
     st.markdown(f"**Compared with:** {reference.name}")

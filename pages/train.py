@@ -13,7 +13,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, jobs, registry
+from core import config, jobs
+
+from core.model import registry
 from core.devices import DEVICES
 from core.errors import LiverSegError
 from core.training import discovery, progress
@@ -251,8 +253,8 @@ def new_job_form() -> None:
     selected = [labels[label] for label in chosen]
     cases = [case for choice in selected for case in choice.cases]
     if cases:
-        partial = sum(case.partial for case in cases)
-        st.caption(f"{len(cases)} labelled cases: {len(cases) - partial} with liver and lesion labels, {partial} liver-only "
+        liver_only = sum(case.liver_only for case in cases)
+        st.caption(f"{len(cases)} labelled cases: {len(cases) - liver_only} with liver and lesion labels, {liver_only} liver-only "
                    "(these teach the liver; their lesion channel is ignored).")
         st.dataframe(pd.DataFrame([{"Case": case.name, "Labels": case.kind, "Layout": case.layout, "Image": str(case.image)}
                                    for case in cases]), hide_index=True, width="stretch")
@@ -274,7 +276,7 @@ def new_job_form() -> None:
     if start == "fine-tune":
         init = columns[1].selectbox("Model to fine-tune", [card.name for card in cards])
     single_stage = [card.name for card in cards if card.cascade is None]
-    coarse = columns[1].selectbox(
+    first_stage = columns[1].selectbox(
         "First stage (cascade)", [None, *single_stage], format_func=lambda name: "none: one stage" if name is None else name,
         disabled=init is not None or not single_stage,
         help="A model trained at a coarse spacing (e.g. 5 mm) on whole scans. It finds the liver's region; the model "
@@ -310,7 +312,7 @@ def new_job_form() -> None:
         try:
             job = runner.submit(jobs.TrainingRequest(name=name.strip(), data=[str(choice.folder) for choice in selected],
                                                      init=init, device=device, options=options,
-                                                     coarse=None if init else coarse))
+                                                     first_stage=None if init else first_stage))
         except LiverSegError as error:
             st.error(str(error))
             return

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core import config
-from core.phantom import make_phantom
+from tests.helpers.phantom import make_phantom
 from core.scan import Scan
 from core.segmentation import LESION, LIVER
 
@@ -75,7 +75,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def sample_paths() -> tuple[Path, Path]:
     """The built-in LiTS 117 sample (scan, labels), fetched by `make test` before pytest runs."""
-    from core.sample import ensure_sample
+    from core.imageio.sample import ensure_sample
 
     return ensure_sample()
 
@@ -87,7 +87,7 @@ def phantoms(tmp_path_factory) -> Path:
     for seed in range(3):
         scan, labels = make_phantom(shape=(40, 36, 24), spacing=(6.0, 6.0, 6.0), seed=seed)
         if seed == 2:
-            labels[labels == LESION] = LIVER  # a partial (liver-only) label
+            labels[labels == LESION] = LIVER  # a liver-only label
         nib.save(nib.Nifti1Image(scan.voxels, scan.affine), folder / f"case{seed}.nii.gz")
         nib.save(nib.Nifti1Image(labels, scan.affine), folder / f"case{seed}_seg.nii.gz")
     return folder

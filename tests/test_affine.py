@@ -6,7 +6,7 @@ import pytest
 
 from core.affine import MM3_PER_ML, spacing_mm, voxel_volume_ml
 from core.scan import Scan
-from core.slices import DisplayVolume
+from core.viewing.slices import DisplayVolume
 
 
 def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:

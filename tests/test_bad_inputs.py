@@ -32,8 +32,8 @@ import pytest
 
 from core import config
 from core.cli import main
-from core.phantom import make_phantom
-from tests.dicom_factory import write_dicom_series
+from tests.helpers.phantom import make_phantom
+from tests.helpers.dicom_factory import write_dicom_series
 
 SHAPE, SPACING = (32, 28, 20), (6.0, 6.0, 8.0)
 AFFINE = np.diag([*SPACING, 1.0])
@@ -270,7 +270,7 @@ def test_segment_refuses_a_real_mr_volume(shared_data, workspace, cli):
 
 def test_the_corpus_inputs_are_what_they_claim(workspace):
     """Guards the corpus itself: a builder that made a valid or a different input would pass for the wrong reason."""
-    from core.io import read_scan
+    from core.imageio.nifti import read_scan
 
     folder = workspace / "in"
     assert read_scan(dicom_zip(folder)).shape == SHAPE  # so the truncated zip is a damaged real one

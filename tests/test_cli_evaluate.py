@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.lesions import COLUMNS, analyse_lesions
-from core.metrics import DETECTION_KEYS, STRUCTURE_KEYS
-from core.phantom import make_phantom
+from core.evaluation.lesions import COLUMNS, analyse_lesions
+from core.evaluation.metrics import DETECTION_KEYS, STRUCTURE_KEYS
+from tests.helpers.phantom import make_phantom
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -61,7 +61,7 @@ def test_evaluate_a_liver_only_reference(capsys, small_phantom, write_nifti):
     assert set(result["lesion"].values()) == set(result["lesion_detection"].values()) == {None}
     assert result["notes"]
     # The same file read as the labels of a case without lesions: every predicted lesion is a false positive.
-    code, out, _ = run(capsys, "evaluate", prediction, liver_mask, "--json", "--lesion-free")
+    code, out, _ = run(capsys, "evaluate", prediction, liver_mask, "--json", "--not-liver-only")
     detection = json.loads(out)["lesion_detection"]
     assert detection["false_positives"] == detection["predicted_lesions"] >= 1 and detection["recall"] is None
 

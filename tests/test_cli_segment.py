@@ -9,13 +9,15 @@ import numpy as np
 import pydicom
 import pytest
 
-from core import config, registry
+from core import config
+
+from core.model import registry
 from core.cli import main
-from core.io import read_scan
-from core.model_card import ModelCard
-from core.phantom import make_phantom
-from core.unet import UNet
-from tests.dicom_factory import write_dicom_series
+from core.imageio.nifti import read_scan
+from core.model.card import ModelCard
+from tests.helpers.phantom import make_phantom
+from core.model.unet import UNet
+from tests.helpers.dicom_factory import write_dicom_series
 
 CARD = ModelCard(name="tiny", channels=[4, 8], spacing_mm=[6.0, 6.0, 6.0], patch_size=[32, 32, 32])
 
@@ -88,7 +90,7 @@ def test_dicom_seg_of_a_dicom_zip_references_its_series_and_matches_the_label_ma
 
 
 def test_dicom_seg_of_a_nifti_scan_is_refused_before_segmenting(trained, nifti, tmp_path, capsys, monkeypatch):
-    from core.inference import Segmenter
+    from core.inference.segmenter import Segmenter
 
     monkeypatch.setattr(Segmenter, "segment", lambda *args: pytest.fail("the model ran before the option was refused"))
     out = tmp_path / "out"

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from core import io
+from core.imageio import nifti as io
 from core.cli import main
-from tests.fake_training import TINY
+from tests.helpers.fake_training import TINY
 
 
 def disk_full(*args, **kwargs):

@@ -1,4 +1,4 @@
-// The Segment page's slice viewer: a plane's slices arrive once (core/slice_stack.py), then the
+// The Segment page's slice viewer: a plane's slices arrive once (core/viewing/slice_stack.py), then the
 // slider, the step buttons, the arrow keys and the mouse wheel change the slice here, in the
 // browser, without asking the server. Every move changes the slice number at once; painting
 // follows on the next animation frame and always draws the newest number, so a burst of wheel

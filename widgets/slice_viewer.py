@@ -3,7 +3,7 @@
 Why a component and not a Plotly figure with frames: Plotly's animation slider steps
 through frames, but it knows neither the mouse wheel (its wheel zooms) nor the arrow
 keys over the picture, and each frame carries a whole figure. Here the browser gets
-the plane once (``core.slice_stack``: one JPEG per slice and a coarse hover grid) and
+the plane once (``core.viewing.slice_stack``: one JPEG per slice and a coarse hover grid) and
 a hundred lines of JavaScript (``slice_viewer.js``, shipped in this repository: no CDN)
 move the slice on slider, step buttons, arrow keys and wheel, and read HU, position and
 label under the mouse. Streamlit's ``st.components.v2`` mounts it straight into the page

@@ -3,10 +3,10 @@
 Path of the data, one module per step::
 
     discovery.discover(dirs) ─► cases (image, label, kind) ─► run.split_cases (train / held-out)
-      ─► datamodule: cached preprocessing (core.preprocess, the transforms inference uses),
-         core.augment per volume, TorchIO Queue + LabelSampler
-      ─► module.LiverSegModule: UNet, loss.segmentation_loss (Dice + CE, partial labels), AdamW,
-         whole-volume validation (core.sliding_window)
+      ─► datamodule: cached preprocessing (core.inference.preprocessing, the transforms inference uses),
+         core.training.augmentation per volume, TorchIO Queue + LabelSampler
+      ─► module.LiverSegModule: UNet, loss.segmentation_loss (Dice + CE, liver-only labels), AdamW,
+         whole-volume validation (core.inference.sliding_window)
       ─► callbacks: progress.jsonl + train.log (progress), atomic checkpoints
       ─► run.train: Lightning Trainer, best weights ─► model.pt + card.json
 

@@ -1,8 +1,8 @@
 """Training data for Lightning: cases preprocessed once and cached, augmented patches, whole held-out volumes.
 
-Each case goes through ``core.preprocess.preprocessing(card)``, the transforms
+Each case goes through ``core.inference.preprocessing.preprocessing(card)``, the transforms
 inference uses, once; the result is kept as tensors in the cache folder (``--cache-dir``),
-padded to the patch. Training patches come from ``core.augment`` per volume and a TorchIO
+padded to the patch. Training patches come from ``core.training.augmentation`` per volume and a TorchIO
 Queue with a LabelSampler (patches centred on background / liver / lesion); validation
 sees whole held-out volumes.
 """
@@ -22,9 +22,9 @@ import torchio as tio
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from core.atomic import atomic_path
-from core.augment import augmentation
-from core.model_card import ModelCard
-from core.preprocess import preprocessing
+from core.training.augmentation import augmentation
+from core.model.card import ModelCard
+from core.inference.preprocessing import preprocessing
 from core.training.discovery import Case
 from core.training.options import TrainOptions
 
@@ -54,7 +54,7 @@ def prepare_case(case: Case, card: ModelCard, cache_dir: Path) -> tuple[Path, Pa
     image_path, label_path = cache_paths(case, card, cache_dir)
     if image_path.exists() and label_path.exists():
         return image_path, label_path
-    from core.io import read_label_map, read_scan
+    from core.imageio.nifti import read_label_map, read_scan
 
     scan = read_scan(case.image)
     labels, affine = read_label_map(case.label)
@@ -92,7 +92,7 @@ def _subject(case: Case, card: ModelCard, cache_dir: Path) -> tio.Subject:
     return tio.Subject(
         image=_Float32Image(image_path, reader=_read_cached),
         label=tio.LabelMap(label_path, reader=_read_cached),
-        partial=case.partial,
+        liver_only=case.liver_only,
         name=case.name,
     )
 
@@ -111,7 +111,7 @@ class _WholeVolumes(Dataset):
         return {
             "image": subject["image"].data,
             "label": subject["label"].data[0],
-            "partial": subject["partial"],
+            "liver_only": subject["liver_only"],
             "name": subject["name"],
         }
 
@@ -121,11 +121,11 @@ def _first(batch: list[dict]) -> dict:
 
 
 def _patches(batch: list[tio.Subject]) -> dict[str, torch.Tensor]:
-    """Collate Queue patches into plain tensors: image (B, 1, X, Y, Z), label (B, X, Y, Z), partial (B,)."""
+    """Collate Queue patches into plain tensors: image (B, 1, X, Y, Z), label (B, X, Y, Z), liver_only (B,)."""
     return {
         "image": torch.stack([patch["image"].data for patch in batch]),
         "label": torch.stack([patch["label"].data[0] for patch in batch]).long(),
-        "partial": torch.tensor([bool(patch["partial"]) for patch in batch]),
+        "liver_only": torch.tensor([bool(patch["liver_only"]) for patch in batch]),
     }
 
 

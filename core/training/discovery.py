@@ -14,7 +14,7 @@ how files sit, never by a fixed list:
   ``segmentations/liver.nii.gz``.
 
 Label kinds: ``"liver+lesion"`` labels hold 0 background, 1 liver, 2 lesion;
-``"liver-only"`` labels hold 0/1 and are *partial*: their liver may contain
+``"liver-only"`` labels hold 0/1: their liver may contain
 unmarked lesions, so training learns the liver from them and ignores their
 lesion channel. A 0/1 label in the LiTS or MSD layout is a tumour-free case of a
 0/1/2 dataset, hence ``"liver+lesion"``.
@@ -36,10 +36,10 @@ import numpy as np
 
 from core import config
 from core.errors import LiverSegError
-from core.paths import files_inside
+from core.server.paths import files_inside
 from core.segmentation import BACKGROUND, LESION, LIVER
 
-FULL, PARTIAL = "liver+lesion", "liver-only"
+FULL, LIVER_ONLY = "liver+lesion", "liver-only"
 #: Spatial tolerance for "the same geometry": a hundredth of a millimetre.
 AFFINE_TOLERANCE_MM = 0.01
 #: The LiTS licence, for cases (the built-in sample, a LiTS folder) whose folder has no README saying it.
@@ -63,7 +63,7 @@ class Case:
         name: short unique name, e.g. ``"lits117"`` or ``"totalseg-example"``.
         image: the CT file.
         label: its label map, voxel for voxel on the image's grid.
-        kind: ``"liver+lesion"`` (0/1/2) or ``"liver-only"`` (0/1, a partial label).
+        kind: ``"liver+lesion"`` (0/1/2) or ``"liver-only"`` (0/1: nothing said about lesions).
         layout: how it was found (``"LiTS"``, ``"MSD"``, ``"NAME_seg"``, ...).
         data_dir: the data folder (``--data``) it was found in, which a model card names it by.
     """
@@ -83,8 +83,8 @@ class Case:
         return {"data_folder": self.data_dir.name, "image": inside(self.image), "label": inside(self.label)}
 
     @property
-    def partial(self) -> bool:
-        return self.kind == PARTIAL
+    def liver_only(self) -> bool:
+        return self.kind == LIVER_ONLY
 
 
 @dataclass
@@ -286,7 +286,7 @@ def _check_pair(name: str, image: Path, label: Path, layout: str, data_dir: Path
         return f"{name}: label {label.name} has values {unknown}; expected 0 background, 1 liver, 2 lesion"
     if LIVER not in values and LESION not in values:
         return f"{name}: label {label.name} marks no liver (all zero)"
-    kind = FULL if LESION in values or layout in _LABEL_LAYOUTS else PARTIAL
+    kind = FULL if LESION in values or layout in _LABEL_LAYOUTS else LIVER_ONLY
     return Case(name=name, image=image, label=label, kind=kind, layout=layout, data_dir=data_dir)
 
 

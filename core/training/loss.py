@@ -1,4 +1,4 @@
-"""The training loss: Dice + cross-entropy, with liver-only labels as partial labels."""
+"""The training loss: Dice + cross-entropy, with liver-only labels that say nothing about lesions."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ def _soft_dice(probability: torch.Tensor, target: torch.Tensor, smooth: float = 
 
 
 def segmentation_loss(
-    logits: torch.Tensor, labels: torch.Tensor, partial: torch.Tensor
+    logits: torch.Tensor, labels: torch.Tensor, liver_only: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Dice + cross-entropy, treating liver-only labels as partial labels.
+    """Dice + cross-entropy, treating liver-only labels as saying nothing about lesions.
 
     A liver-only (0/1) label says where the liver is but not where its lesions are:
     a voxel marked 1 may be liver or an unmarked lesion. Counting it as "liver,
@@ -26,7 +26,7 @@ def segmentation_loss(
     marked 1 allows both classes: its cross-entropy is the negative log of the
     summed liver and lesion probability (the likelihood of the set of allowed
     classes), which never penalises a lesion inside the liver. Voxels marked 0
-    (background) and 2 (synthetic lesions painted by ``core.augment``, whose truth is
+    (background) and 2 (synthetic lesions painted by ``core.training.augmentation``, whose truth is
     known) stay exact. The Dice part is region-based: the whole liver (liver + lesion
     probability against label > 0) for every sample, and the lesion only for samples
     with full 0/1/2 labels.
@@ -34,18 +34,18 @@ def segmentation_loss(
     Args:
         logits: ``(B, 3, X, Y, Z)``.
         labels: ``(B, X, Y, Z)`` integer labels 0/1/2.
-        partial: ``(B,)`` bool, True for liver-only labels.
+        liver_only: ``(B,)`` bool, True for liver-only labels.
 
     Returns:
         (total loss, Dice loss, cross-entropy), scalars.
     """
     log_probability = F.log_softmax(logits.float(), dim=1)
     allowed = F.one_hot(labels, log_probability.shape[1]).movedim(-1, 1).bool()
-    allowed[:, LESION] |= partial.view(-1, 1, 1, 1) & (labels == LIVER)
+    allowed[:, LESION] |= liver_only.view(-1, 1, 1, 1) & (labels == LIVER)
     cross_entropy = -torch.logsumexp(log_probability.masked_fill(~allowed, -torch.inf), dim=1).mean()
     probability = log_probability.exp()
     terms = [_soft_dice(probability[:, LIVER] + probability[:, LESION], labels > BACKGROUND)]
-    full = ~partial
+    full = ~liver_only
     if full.any():
         terms.append(_soft_dice(probability[full, LESION], labels[full] == LESION))
     dice_loss = 1 - torch.stack(terms).mean()

@@ -9,11 +9,11 @@ import lightning as L
 import numpy as np
 import torch
 
-from core.metrics import dice
+from core.evaluation.metrics import dice
 from core.segmentation import BACKGROUND, LESION
-from core.sliding_window import sliding_window_probabilities
+from core.inference.sliding_window import sliding_window_probabilities
 from core.training.loss import segmentation_loss
-from core.unet import UNet
+from core.model.unet import UNet
 
 
 class LiverSegModule(L.LightningModule):
@@ -72,7 +72,7 @@ class LiverSegModule(L.LightningModule):
         for group in self.trainer.optimizers[0].param_groups:
             group["lr"] = self._learning_rate()
         image = batch["image"]
-        loss, dice_loss, cross_entropy = segmentation_loss(self.network(image), batch["label"], batch["partial"])
+        loss, dice_loss, cross_entropy = segmentation_loss(self.network(image), batch["label"], batch["liver_only"])
         self.log_dict({"loss": loss.detach(), "dice_loss": dice_loss.detach(), "ce_loss": cross_entropy.detach()},
                       batch_size=image.shape[0])
         return loss
@@ -94,7 +94,7 @@ class LiverSegModule(L.LightningModule):
         self.validation_cases[case["name"]] = {
             "liver_dice": dice(predicted > BACKGROUND, reference > BACKGROUND),
             # A liver-only reference says nothing about lesions: no lesion score for it.
-            "lesion_dice": None if case["partial"] else dice(predicted == LESION, reference == LESION),
+            "lesion_dice": None if case["liver_only"] else dice(predicted == LESION, reference == LESION),
         }
 
     def on_validation_epoch_end(self) -> None:

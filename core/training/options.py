@@ -18,8 +18,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from core.devices import DEVICES, PRECISIONS
 from core.errors import LiverSegError
-from core.model_card import ModelCard
+from core.model.card import ModelCard
 
 _CARD = ModelCard(name="defaults")
 
@@ -59,7 +60,7 @@ def _non_negative(text: str) -> float:
 
 
 #: The form widget each value type needs (``TrainingOption.kind``).
-_KINDS: dict[Callable, str] = {int: "int", _positive_int: "int", float: "float", _positive_float: "float",
+KINDS: dict[Callable, str] = {int: "int", _positive_int: "int", float: "float", _positive_float: "float",
                                _fraction: "float", _non_negative: "float", str: "text"}
 
 
@@ -125,21 +126,24 @@ class TrainOptions:
                                    type=_positive_float, nargs="+", metavar="MM")
     hu_window: list[float] = _option(MODEL, "HU clipped to this window, then scaled to [-1, 1]", _CARD.hu_window,
                                      type=float, nargs=2, metavar=("LOW", "HIGH"))
-    coarse: str | None = _option(MODEL, "make a two-stage cascade: this model (a name in trained/ or a model folder), "
+    first_stage: str | None = _option(MODEL, "make a two-stage cascade: this model (a name in trained/ or a model folder), "
                                         "trained at a coarse spacing on whole scans, finds the liver's region; the model "
                                         "trained here segments within it. The fine stage trains as usual; the first "
                                         "stage's weights and card are copied in", None, metavar="MODEL",
                                 path=True)
-    roi_margin: float = _option(MODEL, "with --coarse: how far beyond the first stage's liver the second stage may find "
+    roi_margin: float = _option(MODEL, "with --first-stage: how far beyond the first stage's liver the second stage may find "
                                        "liver", 20.0, type=_non_negative, metavar="MM")
     denoise: str = _option(MODEL, "noise reduction before the HU window", "none", choices=("none", "gaussian", "median"))
 
     resume: bool = _option(HARDWARE, "continue from --out's last checkpoint", False, flag=True)
-    accelerator: str = _option(HARDWARE, "auto, cpu, gpu (cuda), mps", "auto")
+    accelerator: str = _option(HARDWARE, "where to train, as segment --device: auto (a CUDA GPU when there is one), cpu, "
+                                         "cuda", "auto", choices=DEVICES)
     devices: str = _option(HARDWARE, "number of devices, a list like 0,1, or auto", "auto")
     strategy: str = _option(HARDWARE, "auto, ddp, ddp_spawn, ... (Lightning strategies)", "auto")
     num_nodes: int = _option(HARDWARE, "machines in a multi-node (cluster) run", 1, type=_positive_int)
-    precision: str = _option(HARDWARE, "auto (16-mixed on GPU, 32 on CPU), 32-true, 16-mixed, bf16-mixed", "auto")
+    precision: str = _option(HARDWARE, "as segment --precision: auto (mixed on a GPU, float32 on the CPU), mixed "
+                                       "(bfloat16 where the device computes it, else float16), float32", "auto",
+                             choices=PRECISIONS)
     threads: int = _option(HARDWARE, "CPU threads per process for PyTorch; 0: PyTorch's choice (all cores). "
                                      "1 wastes least on a machine busy with other work", 0, type=int)
     num_workers: int = _option(HARDWARE, "processes loading and augmenting volumes; -1: none on CPU, up to 4 on GPU", -1,
@@ -175,7 +179,7 @@ class TrainOptions:
         A model card travels to other machines and into git, so it must not say where
         files lay on the one that trained it: data folders keep their names (each case is
         recorded relative to its folder), ``--out`` its folder name (``trained/NAME`` once
-        shipped), ``--init`` and ``--coarse`` the model's name.
+        shipped), ``--init`` and ``--first-stage`` the model's name.
         """
         def name(value: str) -> str:
             return Path(value).expanduser().resolve().name  # resolved first: "." and ".." have no name of their own
@@ -266,7 +270,7 @@ def parse(arguments: Sequence[str]) -> TrainOptions:
 
 #: Options a job runner sets itself (``core.jobs``), so the Train page does not offer them.
 #: ``cache_dir`` too: a folder chosen from the browser could point anywhere on the server.
-RUNNER_OPTIONS = frozenset({"data", "out", "init", "coarse", "resume", "devices", "accelerator", "strategy", "num_nodes",
+RUNNER_OPTIONS = frozenset({"data", "out", "init", "first_stage", "resume", "devices", "accelerator", "strategy", "num_nodes",
                             "cache_dir"})
 
 
@@ -297,7 +301,7 @@ def training_options() -> list[TrainingOption]:
         if option.name in RUNNER_OPTIONS:
             continue
         spec = option.metadata
-        kind = "choice" if spec["choices"] else "flag" if spec["flag"] else _KINDS[spec["type"]]
+        kind = "choice" if spec["choices"] else "flag" if spec["flag"] else KINDS[spec["type"]]
         count = 1 if spec["nargs"] is None else spec["nargs"] if isinstance(spec["nargs"], int) else None
         options.append(TrainingOption(option.name, spec["group"], _default(option), spec["help"], kind, count,
                                       list(spec["choices"]) if spec["choices"] else None))

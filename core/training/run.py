@@ -34,16 +34,16 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from core import config
-from core.augment import describe
+from core.training.augmentation import describe
 from core.errors import LiverSegError
-from core.model_card import CARD_FILE, COARSE_WEIGHTS_FILE, ModelCard
+from core.model.card import CARD_FILE, FIRST_STAGE_WEIGHTS_FILE, ModelCard
 from core.training.callbacks import AtomicCheckpointIO, ProgressCallback, dice_text
 from core.training.datamodule import CaseDataModule
 from core.training.discovery import Case, discover, licence, sha256
 from core.training.module import LiverSegModule, summarise
 from core.training.options import TrainOptions
 from core.training.progress import END, ProgressLog
-from core.unet import UNet
+from core.model.unet import UNet
 
 CHECKPOINT_DIR = "checkpoints"
 BEST, LAST = "best", "last"
@@ -92,7 +92,7 @@ def split_cases(cases: list[Case], val: str, seed: int) -> tuple[list[Case], lis
 def _card(options: TrainOptions, name: str) -> tuple[ModelCard, torch.nn.Module | None]:
     """The new model's card, and the initial network when fine-tuning (``--init``)."""
     if options.init:
-        from core.registry import load_network
+        from core.model.registry import load_network
 
         network, initial = load_network(options.init)
         card = ModelCard(name=name, channels=initial.channels, spacing_mm=initial.spacing_mm, hu_window=initial.hu_window,
@@ -106,37 +106,37 @@ def _card(options: TrainOptions, name: str) -> tuple[ModelCard, torch.nn.Module 
 
 
 def first_stage(options: TrainOptions) -> tuple[ModelCard, torch.nn.Module] | None:
-    """The cascade's first stage from ``--coarse`` (or kept from an ``--init`` cascade): its card and network."""
-    from core.registry import load_folder, model_dir
+    """The cascade's first stage from ``--first-stage`` (or kept from an ``--init`` cascade): its card and network."""
+    from core.model.registry import load_folder, model_dir
 
-    source = options.coarse or options.init
+    source = options.first_stage or options.init
     if source is None:
         return None
     folder = Path(source).expanduser()
     folder = folder if (folder / CARD_FILE).is_file() else model_dir(source)
-    network, card, coarse = load_folder(folder)
-    if options.coarse is None:  # fine-tuning: a cascade keeps its first stage, a single-stage model has none
-        return None if card.cascade is None else (card.coarse, coarse)  # type: ignore[return-value]
-    if coarse is not None:
-        raise LiverSegError(f"--coarse {source}: that model is itself a cascade; give a single-stage model trained at a coarse spacing")
+    network, card, first = load_folder(folder)
+    if options.first_stage is None:  # fine-tuning: a cascade keeps its first stage, a single-stage model has none
+        return None if card.cascade is None else (card.first_stage, first)  # type: ignore[return-value]
+    if first is not None:
+        raise LiverSegError(f"--first-stage {source}: that model is itself a cascade; give a single-stage model trained at a coarse spacing")
     return card, network
 
 
 def evaluate_held_out(network: torch.nn.Module, card: ModelCard, cases: list[Case], device: str = "cpu",
-                      coarse: torch.nn.Module | None = None) -> dict[str, dict]:
+                      first_stage: torch.nn.Module | None = None) -> dict[str, dict]:
     """Score ``network`` on whole held-out cases exactly as users get it, per case.
 
-    Each scan goes through ``core.inference`` (preprocessing, sliding window,
+    Each scan goes through ``core.inference.segmenter`` (preprocessing, sliding window,
     post-processing, labels back on the scan's own grid) and is compared with its
-    reference on that grid by ``core.metrics.evaluate``. Returns per case the liver and
+    reference on that grid by ``core.evaluation.metrics.evaluate``. Returns per case the liver and
     lesion Dice, HD95 (mm), volume difference (%), and lesion detection recall and
     precision; lesion values are ``None`` for liver-only references.
     """
-    from core.inference import Segmenter
-    from core.io import read_label_map, read_scan
-    from core.metrics import evaluate, summary
+    from core.inference.segmenter import Segmenter
+    from core.imageio.nifti import read_label_map, read_scan
+    from core.evaluation.metrics import evaluate, summary
 
-    segmenter = Segmenter.from_network(network, card, device=device, coarse=coarse)
+    segmenter = Segmenter.from_network(network, card, device=device, first_stage=first_stage)
     results = {}
     for case in cases:
         scan = read_scan(case.image)
@@ -144,7 +144,7 @@ def evaluate_held_out(network: torch.nn.Module, card: ModelCard, cases: list[Cas
         started = time.perf_counter()
         predicted = segmenter.segment(scan).labels
         seconds = time.perf_counter() - started
-        scores = evaluate(predicted, reference, scan.spacing, reference_has_lesions=not case.partial)
+        scores = evaluate(predicted, reference, scan.spacing, liver_only=case.liver_only)
         results[case.name] = {**summary(scores), "inference_s": round(seconds, 1)}
     return results
 
@@ -172,11 +172,12 @@ def _hardware(trainer: L.Trainer) -> dict:
 
 
 def _precision(options: TrainOptions) -> str:
-    if options.precision != "auto":
-        return options.precision
-    gpu = options.accelerator in ("gpu", "cuda") or (options.accelerator == "auto" and torch.cuda.is_available())
-    if not gpu:
+    """Lightning's name for ``--precision`` (``core.devices.PRECISIONS``) on the device the run trains on."""
+    if options.precision == "float32":
         return "32-true"
+    gpu = options.accelerator == "cuda" or (options.accelerator == "auto" and torch.cuda.is_available())
+    if not gpu:
+        return "bf16-mixed" if options.precision == "mixed" else "32-true"
     return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
 
 
@@ -219,7 +220,7 @@ def train(options: TrainOptions) -> Path:
     train_cases, val_cases = split_cases(cases, options.val, options.seed)
     log.say(f"split (seed {options.seed}): train {[c.name for c in train_cases]}, validation {[c.name for c in val_cases]}")
     card, initial = _card(options, out.name)
-    stage_one = first_stage(options)  # before training: a wrong --coarse fails now, not after an hour
+    chosen_first_stage = first_stage(options)  # before training: a wrong --first-stage fails now, not after an hour
     L.seed_everything(options.seed, workers=True, verbose=False)
     cache_dir = Path(options.cache_dir).expanduser() if options.cache_dir else config.CACHE_DIR / "train"
     datamodule = CaseDataModule(train_cases, val_cases, card, cache_dir, options)
@@ -321,20 +322,20 @@ def train(options: TrainOptions) -> Path:
         "hardware": hardware,
         "options": options.record(),
     }
-    coarse = None
-    if stage_one is not None:
-        coarse_card, coarse = stage_one
-        card.cascade = {"coarse": asdict(coarse_card), "weights": COARSE_WEIGHTS_FILE, "roi_margin_mm": options.roi_margin}
+    first_stage_network = None
+    if chosen_first_stage is not None:
+        first_stage_card, first_stage_network = chosen_first_stage
+        card.cascade = {"first_stage": asdict(first_stage_card), "weights": FIRST_STAGE_WEIGHTS_FILE, "roi_margin_mm": options.roi_margin}
     if val_cases:
         log.say("scoring the best model on the held-out cases with the inference pipeline")
         held_out = evaluate_held_out(network, card, val_cases, device="cuda" if hardware["accelerator"] == "cuda" else "cpu",
-                                     coarse=coarse)
+                                     first_stage=first_stage_network)
         for name, scores in held_out.items():
             log.say(f"held out {name}: liver Dice {dice_text(scores['liver_dice'])}, lesion Dice {dice_text(scores['lesion_dice'])}")
         card.metrics = {
-            "measured_on": "held-out validation cases, never trained on: each scan segmented by core.inference "
+            "measured_on": "held-out validation cases, never trained on: each scan segmented by core.inference.segmenter "
                            "(preprocessing, sliding window, post-processing) with the best epoch's weights and scored "
-                           "on its own grid by core.metrics.evaluate",
+                           "on its own grid by core.evaluation.metrics.evaluate",
             "cases": held_out,
             "mean": summarise(held_out),
             "during_training": {"note": "per-epoch validation on the model grid, raw argmax, at the best epoch",
@@ -342,9 +343,9 @@ def train(options: TrainOptions) -> Path:
         }
     else:
         card.metrics = {"measured_on": "none: no case was held out (--val 0), so this card makes no accuracy claim"}
-    from core.registry import save_model
+    from core.model.registry import save_model
 
-    save_model(network, card, out, coarse=coarse)
+    save_model(network, card, out, first_stage=first_stage_network)
     log.record(END, epoch=trainer.current_epoch, step=trainer.global_step, status=status, model=str(out),
                elapsed_s=seconds, best_score=best["score"], best_epoch=best["epoch"])
     log.say(f"{status}: model written to {out} ({seconds / 60:.1f} min)")

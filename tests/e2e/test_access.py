@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.access import MIN_ITERATIONS, hash_password
+from core.server.access import MIN_ITERATIONS, hash_password
 from tests.e2e.app_server import App, screenshot
 
 pytestmark = pytest.mark.e2e

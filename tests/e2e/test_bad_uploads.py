@@ -51,9 +51,9 @@ def segment_page(browser, bad_app):
 
 
 def make_stand_in_model(folder) -> None:
-    from core import registry
-    from core.model_card import ModelCard
-    from core.unet import UNet
+    from core.model import registry
+    from core.model.card import ModelCard
+    from core.model.unet import UNet
 
     card = ModelCard(name="stand-in", channels=[4, 8], patch_size=[32, 32, 32])
     registry.save_model(UNet(card.channels), card, folder / "stand-in")

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import expect
 
 from core import config
-from core.lesions import COLUMNS
+from core.evaluation.lesions import COLUMNS
 from tests.e2e import segment_page as viewer
 from tests.e2e.app_server import App, screenshot
 

@@ -17,10 +17,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from core import jobs, registry
-from core.model_card import ModelCard
-from core.unet import UNet
-from tests import fake_training
+from core import jobs
+
+from core.model import registry
+from core.model.card import ModelCard
+from core.model.unet import UNet
+from tests.helpers import fake_training
 from tests.e2e.app_server import App, screenshot
 
 pytestmark = pytest.mark.e2e

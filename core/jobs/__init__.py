@@ -1,0 +1,1 @@
+"""Background training jobs: records, request checking, processes, the runner and each job's supervisor."""

@@ -1,0 +1,121 @@
+"""``ModelCard``: the single source of a model's spacing, window, labels and patch size.
+
+A model lives in ``trained/NAME/`` as ``model.pt`` (a state dict, loaded only as
+weights) beside ``card.json``. Preprocessing, inference and training read these
+settings from the card; nothing hard-codes them twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from core.atomic import write_atomically
+from core.errors import LiverSegError
+from core.segmentation import LABEL_NAMES
+
+CARD_FILE = "card.json"
+WEIGHTS_FILE = "model.pt"
+#: A cascade's first stage keeps its weights beside the second stage's.
+FIRST_STAGE_WEIGHTS_FILE = "first_stage.pt"
+
+
+@dataclass
+class ModelCard:
+    """What a model is, what it expects, and what it was trained and measured on.
+
+    Attributes:
+        name: folder name under ``trained/``.
+        channels: feature channels per UNet level (the architecture).
+        spacing_mm: isotropic or per-axis voxel size the model works at (RAS order).
+        hu_window: HU clipped to this range, then scaled to [-1, 1].
+        patch_size: sliding-window patch, in voxels at ``spacing_mm``.
+        denoise: optional noise reduction before the window: ``None``, ``"gaussian"`` or ``"median"``.
+        labels: label value -> name.
+        shipped: shipped models cannot be removed from the app.
+        created: ISO timestamp.
+        training: data (files, checksums, licences), split, augmentation, epochs, time,
+            hardware, command to reproduce.
+        metrics: validation metrics, per held-out case and summarised.
+        cascade: ``None`` for a single-stage model. For a two-stage cascade (nnU-Net's
+            lowres -> fullres, TotalSegmentator's fast -> full): ``{"first_stage": {...},
+            "weights": "first_stage.pt", "roi_margin_mm": mm}``, where ``first_stage`` is the first
+            stage's own card (its fields as here), which finds the liver on the whole scan at
+            its coarse spacing; this card's own settings are the second stage's, which
+            segments liver and lesions only within ``roi_margin_mm`` of what the first found.
+        lesion_threshold: a predicted lesion is kept only when its mean lesion probability
+            (its confidence) is at least this; chosen on held-out cases (see ``metrics``).
+    """
+
+    name: str
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64, 128])
+    spacing_mm: list[float] = field(default_factory=lambda: [2.0, 2.0, 2.0])
+    hu_window: list[float] = field(default_factory=lambda: [-200.0, 250.0])
+    patch_size: list[int] = field(default_factory=lambda: [96, 96, 96])
+    denoise: str | None = None
+    labels: dict[str, str] = field(default_factory=lambda: {str(value): name for value, name in LABEL_NAMES.items()})
+    shipped: bool = False
+    created: str = ""
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    cascade: dict | None = None
+    lesion_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        problems = []
+        if len(self.spacing_mm) != 3 or min(self.spacing_mm) <= 0:
+            problems.append("spacing_mm must be three positive numbers")
+        if len(self.hu_window) != 2 or self.hu_window[0] >= self.hu_window[1]:
+            problems.append("hu_window must be [low, high] with low < high")
+        divisor = 2 ** (len(self.channels) - 1)
+        if len(self.patch_size) != 3 or any(p % divisor for p in self.patch_size):
+            problems.append(f"patch_size must be three multiples of {divisor}")
+        if self.denoise not in (None, "gaussian", "median"):
+            problems.append("denoise must be null, 'gaussian' or 'median'")
+        if not 0.0 <= self.lesion_threshold < 1.0:
+            problems.append("lesion_threshold must be in [0, 1)")
+        if self.cascade is not None:
+            problems += self._cascade_problems()
+        if problems:
+            raise LiverSegError(f"model card {self.name!r} is invalid: {'; '.join(problems)}")
+
+    def _cascade_problems(self) -> list[str]:
+        cascade = self.cascade or {}
+        problems = []
+        if not isinstance(cascade.get("first_stage"), dict):
+            return ["cascade.first_stage must be the first stage's card"]
+        try:
+            ModelCard(**cascade["first_stage"])
+        except (LiverSegError, TypeError) as error:
+            problems.append(f"cascade.first_stage is not a valid card ({error})")
+        if not isinstance(cascade.get("roi_margin_mm"), (int, float)) or cascade["roi_margin_mm"] < 0:
+            problems.append("cascade.roi_margin_mm must be a distance in mm, 0 or more")
+        if cascade.get("weights") != FIRST_STAGE_WEIGHTS_FILE:
+            problems.append(f"cascade.weights must be {FIRST_STAGE_WEIGHTS_FILE!r}")
+        return problems
+
+    @property
+    def first_stage(self) -> ModelCard | None:
+        """The first stage's card for a cascade, ``None`` for a single-stage model."""
+        return ModelCard(**self.cascade["first_stage"]) if self.cascade else None
+
+    @classmethod
+    def load(cls, folder: Path) -> ModelCard:
+        path = Path(folder) / CARD_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LiverSegError(f"no model card at {path}; a model folder needs {CARD_FILE} beside {WEIGHTS_FILE}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise LiverSegError(f"model card {path} is not valid JSON ({error}); restore it from git or retrain") from None
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown or "name" not in data:
+            raise LiverSegError(f"model card {path} has unknown or missing fields ({sorted(unknown) or 'name'})")
+        return cls(**data)
+
+    def save(self, folder: Path) -> None:
+        """Write ``card.json`` atomically: readers see the old card or the new one, never half."""
+        write_atomically(Path(folder) / CARD_FILE, json.dumps(asdict(self), indent=2).encode())
+

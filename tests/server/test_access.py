@@ -1,0 +1,195 @@
+"""core.server.access: password hashing, the policy from environment and secrets, the login throttle."""
+
+from pathlib import Path
+
+import pytest
+
+from core.server import access
+from core.server.access import AccessPolicy, LoginThrottle, hash_password, policy_from, verify_password
+from core.errors import LiverSegError
+
+FAST = access.MIN_ITERATIONS  # enough for the format; tests need not pay for 600k rounds
+
+
+@pytest.fixture
+def alice_hash() -> str:
+    return hash_password("correct horse", iterations=FAST)
+
+
+def test_hash_verifies_only_its_own_password(alice_hash):
+    assert alice_hash.startswith(f"pbkdf2_sha256${FAST}$")
+    assert verify_password("correct horse", alice_hash)
+    assert not verify_password("correct hors", alice_hash)
+    assert not verify_password("", alice_hash)
+
+
+def test_each_hash_has_its_own_salt():
+    assert hash_password("same", iterations=FAST) != hash_password("same", iterations=FAST)
+
+
+@pytest.mark.parametrize("bad", ["", "pbkdf2_sha256$10$c2FsdA$aGFzaA", "md5$1$a$b", "pbkdf2_sha256$x$y$z", "plain"])
+def test_malformed_user_hashes_refuse_to_configure(bad):
+    with pytest.raises(LiverSegError, match="hash-password|empty"):
+        AccessPolicy(users={"alice": bad})
+
+
+def test_no_settings_means_open():
+    assert policy_from({}, {}).open
+    assert policy_from({"UNRELATED": "x"}, None).open
+
+
+def test_empty_password_fails_closed_not_open():
+    with pytest.raises(LiverSegError, match="empty"):
+        policy_from({"LIVERSEG_PASSWORD": ""}, {})
+
+
+def test_plain_shared_password_from_environment_wins_over_secrets():
+    policy = policy_from({"LIVERSEG_PASSWORD": "from-env"}, {"password": "from-secrets"})
+    assert not policy.open
+    assert policy.check("", "from-env")
+    assert not policy.check("", "from-secrets")
+    assert not policy.check("", "from-en")
+
+
+def test_hashed_shared_password_from_secrets(alice_hash):
+    policy = policy_from({}, {"password": alice_hash})
+    assert policy.check("", "correct horse")
+    assert not policy.check("", alice_hash)  # the hash itself is not a password
+
+
+def test_users_from_secrets_and_file(tmp_path, alice_hash):
+    users_file = tmp_path / "users.toml"
+    users_file.write_text(f'bob = "{hash_password("bobs secret", iterations=FAST)}"\n', encoding="utf-8")
+    policy = policy_from({"LIVERSEG_USERS_FILE": str(users_file)}, {"users": {"alice": alice_hash}})
+    assert policy.check("alice", "correct horse")
+    assert policy.check(" bob ", "bobs secret")
+    assert not policy.check("alice", "bobs secret")
+    assert not policy.check("mallory", "correct horse")
+    assert not policy.check("", "correct horse")  # no shared password configured
+
+
+def test_users_file_may_use_the_secrets_layout(tmp_path, alice_hash):
+    users_file = tmp_path / "secrets.toml"
+    users_file.write_text(f'[auth.users]\nalice = "{alice_hash}"\n', encoding="utf-8")
+    assert policy_from({"LIVERSEG_USERS_FILE": str(users_file)}).check("alice", "correct horse")
+
+
+@pytest.mark.parametrize("content", ["alice = ", "alice = 3\n", None])
+def test_unusable_users_file_fails_closed(tmp_path, content):
+    users_file = tmp_path / "users.toml"
+    if content is not None:
+        users_file.write_text(content, encoding="utf-8")
+    with pytest.raises(LiverSegError, match="users file"):
+        policy_from({"LIVERSEG_USERS_FILE": str(users_file)})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttle_backs_off_exponentially_per_key_and_resets_on_success():
+    clock = Clock()
+    throttle = LoginThrottle(free_attempts=2, base_wait=1.0, max_wait=4.0, clock=clock)
+    for _ in range(2):
+        throttle.failed("a")
+    assert throttle.wait_seconds("a") == 1.0
+    throttle.failed("a")
+    assert throttle.wait_seconds("a") == 2.0
+    for _ in range(5):
+        throttle.failed("a")
+    assert throttle.wait_seconds("a") == 4.0  # capped
+    assert throttle.wait_seconds("b") == 0.0  # other sessions are not slowed
+    clock.now += 3.0
+    assert throttle.wait_seconds("a") == 1.0
+    throttle.succeeded("a")
+    assert throttle.wait_seconds("a") == 0.0
+
+
+def test_throttle_forgets_stale_keys():
+    clock = Clock()
+    throttle = LoginThrottle(free_attempts=1, forget_after=10.0, clock=clock)
+    throttle.failed("old")
+    clock.now += 11.0
+    throttle.failed("new")
+    throttle.failed("old")  # counted afresh: the earlier failure has been forgotten
+    assert throttle.wait_seconds("old") == 1.0
+
+
+def test_hash_password_command_prints_a_users_line(monkeypatch, capsys):
+    import io
+    import tomllib
+
+    from core.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret pass\n"))
+    assert main(["hash-password", "--user", "dr who", "--iterations", str(FAST)]) == 0
+    users = tomllib.loads(capsys.readouterr().out)
+    assert AccessPolicy(users=users).check("dr who", "s3cret pass")
+
+
+def test_hash_password_command_refuses_an_empty_password(monkeypatch, capsys):
+    import io
+
+    from core.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    assert main(["hash-password"]) == 2
+    assert capsys.readouterr().err.startswith("error: the password is empty")
+
+
+# The gate in app.py, run by Streamlit's AppTest (no browser; tests/e2e/test_access.py has the real one).
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def run_app(monkeypatch, **env: str):
+    from streamlit.testing.v1 import AppTest
+
+    for name in ("LIVERSEG_PASSWORD", "LIVERSEG_USERS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return AppTest.from_file(APP, default_timeout=60).run()
+
+
+def attempt(app, password: str):
+    app.text_input[0].input(password)
+    app.button[0].click()
+    return app.run()
+
+
+def test_gate_backs_off_after_repeated_failures(monkeypatch):
+    app = run_app(monkeypatch, LIVERSEG_PASSWORD="right")
+    for _ in range(3):  # three free tries, then a wait
+        attempt(app, "wrong")
+        assert [e.value for e in app.error] == ["Wrong password."]
+    attempt(app, "right")  # even the right password waits out the back-off
+    assert "Too many failed attempts" in app.error[0].value
+    assert "user" not in app.session_state
+
+
+def test_gate_with_unusable_settings_lets_nobody_in(monkeypatch, tmp_path):
+    app = run_app(monkeypatch, LIVERSEG_USERS_FILE=str(tmp_path / "missing.toml"))
+    assert not app.exception
+    assert "nobody is let in" in app.error[0].value
+    assert not app.text_input and not app.title
+
+
+def test_gate_reads_users_from_streamlit_secrets(monkeypatch, alice_hash):
+    from streamlit.testing.v1 import AppTest
+
+    for name in ("LIVERSEG_PASSWORD", "LIVERSEG_USERS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.secrets["auth"] = {"users": {"alice": alice_hash}}
+    app.run()
+    assert [field.label for field in app.text_input] == ["User name", "Password"]
+    app.text_input[0].input("alice")
+    app.text_input[1].input("correct horse")
+    app.button[0].click()
+    app.run()
+    assert app.session_state["user"] == "alice"
