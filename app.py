@@ -11,8 +11,10 @@ import math
 
 import streamlit as st
 
-from core.server import access, uploads
 from core.errors import LiverSegError
+from core.server import access, uploads
+from ui import caches
+from ui.session import upload_session
 
 st.set_page_config(page_title="LiverSeg", page_icon="🩺", layout="wide")
 
@@ -21,12 +23,6 @@ PAGES = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
 ]
-
-
-@st.cache_resource
-def _throttle() -> access.LoginThrottle:
-    """One back-off table for the whole server process."""
-    return access.LoginThrottle()
 
 
 def _auth_secrets() -> dict:
@@ -54,29 +50,18 @@ def _login_form(policy: access.AccessPolicy) -> None:
         submitted = st.form_submit_button("Log in", type="primary")
     if not submitted:
         return
-    wait = max(_throttle().wait_seconds(key) for key in keys)
+    wait = max(caches.login_throttle().wait_seconds(key) for key in keys)
     if wait > 0:
         st.error(f"Too many failed attempts. Try again in {math.ceil(wait)} seconds.")
     elif policy.check(user, password):
         for key in keys:
-            _throttle().succeeded(key)
+            caches.login_throttle().succeeded(key)
         st.session_state["user"] = user.strip() or "shared password"
         st.rerun()
     else:
         for key in keys:
-            _throttle().failed(key)
+            caches.login_throttle().failed(key)
         st.error("Wrong user name or password." if policy.users else "Wrong password.")
-
-
-@st.cache_resource(show_spinner="Loading the engine...")
-def _load_engine() -> None:
-    """Import torch and the engine once per server, before any page does.
-
-    Two sessions' scripts importing torch at the same moment can see it half initialised
-    (an ImportError on the page); ``st.cache_resource`` makes the first one import it while
-    the others wait.
-    """
-    import core.inference.segmenter  # noqa: F401
 
 
 def _logout() -> None:
@@ -101,13 +86,13 @@ def _pages() -> list:
         st.sidebar.caption(f"Signed in as **{st.session_state['user']}**")
         st.sidebar.button("Log out", icon=":material/logout:", on_click=_logout)
     try:
-        if "uploads" not in st.session_state:
-            st.session_state["uploads"] = uploads.default_store().open_session()
+        upload_session()
     except LiverSegError as error:
-        return [st.Page(lambda: st.error(f"The server cannot keep uploads: {error}"), title="LiverSeg", url_path="error")]
+        message = f"The server cannot keep uploads: {error}"  # bound here: the except clause unbinds ``error``
+        return [st.Page(lambda: st.error(message), title="LiverSeg", url_path="error")]
     st.sidebar.caption(f"Files you upload are private to this browser tab and deleted when you leave, "
                        f"or at the latest after {uploads.default_store().ttl_hours:g} hours.")
-    _load_engine()
+    caches.load_engine()
     return PAGES
 
 

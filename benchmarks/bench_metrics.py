@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from core.imageio.ground_truth import LabelGrid, to_grid
 from core.evaluation.lesions import analyse_lesions
 from core.evaluation.metrics import evaluate
+from core.imageio.ground_truth import LabelGrid, to_grid
 from core.scan import Scan
 
 SHAPE, SPACING = (512, 512, 129), (0.57, 0.57, 1.6)

@@ -26,8 +26,8 @@ import highdicom as hd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the checkout is the package root
 from core import config
 from core.imageio.dicom_seg import dicom_seg_bytes
-from core.inference.segmenter import Segmenter
 from core.imageio.nifti import read_scan
+from core.inference.segmenter import Segmenter
 
 CASE = config.SHARED_DATA_DIR / "ircad-1.1" / "ct_dicom.zip"
 

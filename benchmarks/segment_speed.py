@@ -40,13 +40,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script (make bench): the checkout is the package root
 from core import config
-from core.model import registry
 from core.errors import LiverSegError
-from core.inference.segmenter import OVERLAP
 from core.imageio.nifti import read_scan
-from core.model.card import ModelCard
 from core.inference.preprocessing import preprocessing
+from core.inference.segmenter import OVERLAP
 from core.inference.sliding_window import count_patches, cpu_has_native_bfloat16
+from core.model import registry
+from core.model.card import ModelCard
 from core.model.unet import UNet
 
 TARGET_SECONDS, TARGET_RSS_GB = 10.0, 2.0

@@ -19,17 +19,15 @@ from core.errors import LiverSegError
 EXIT_USAGE = 2
 
 
-#: Share of the progress bar per stage of ``Segmenter.segment`` (start, width), in percent: inference dominates.
-_SEGMENT_STAGES = {"first_stage": (0, 10), "preprocess": (10, 10), "infer": (20, 70), "postprocess": (90, 10)}
+#: Share of the progress bar per stage of ``core.pipeline.run`` (start, width), in percent: inference dominates.
+_SEGMENT_STAGES = {"first_stage": (0, 10), "preprocess": (10, 10), "infer": (20, 65), "postprocess": (85, 10),
+                   "lesions": (95, 5)}
 
 
 def _segment(args: argparse.Namespace) -> None:
     import time
 
-    import numpy as np
-
     from core.imageio.nifti import NIFTI_SUFFIXES, read_scan, write_labels
-    from core.segmentation import LESION
 
     started = time.perf_counter()
     if not args.output.name.lower().endswith(NIFTI_SUFFIXES):
@@ -47,6 +45,7 @@ def _segment(args: argparse.Namespace) -> None:
 
     from tqdm import tqdm
 
+    from core import pipeline
     from core.inference.segmenter import Segmenter
 
     segmenter = Segmenter(args.model, args.device, args.precision)
@@ -58,15 +57,10 @@ def _segment(args: argparse.Namespace) -> None:
             bar.set_description_str(stage, refresh=False)
             bar.update(start + width * fraction - bar.n)
 
-        segmentation = segmenter.segment(scan, progress)
-    seconds = {"read": read_seconds, **segmentation.seconds}
-    table = None
-    if args.lesions:
-        from core.evaluation.lesions import analyse_lesions
-
-        start = time.perf_counter()
-        table = analyse_lesions(segmentation.labels, scan, segmentation.lesion_probability).to_csv()  # before writing: a failure leaves no output
-        seconds["lesions"] = time.perf_counter() - start
+        result = pipeline.run(scan, segmenter, progress=progress)
+    segmentation = result.segmentation
+    seconds = {"read": read_seconds, **result.seconds}
+    table = result.lesions.to_csv() if args.lesions else None  # before writing: a failure leaves no output
     seg = None
     if args.dicom_seg:
         from core.imageio.dicom_seg import dicom_seg_bytes
@@ -85,13 +79,12 @@ def _segment(args: argparse.Namespace) -> None:
     seconds["write"] = time.perf_counter() - start
     seconds["total"] = time.perf_counter() - started
 
-    for note in segmentation.notes:
+    for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
-    for warning in segmentation.warnings:
+    for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    liver_ml = np.count_nonzero(segmentation.labels) * scan.voxel_volume_ml
-    lesion_ml = np.count_nonzero(segmentation.labels == LESION) * scan.voxel_volume_ml
-    print(f"{args.output}: liver {liver_ml:.0f} mL, lesions {lesion_ml:.1f} mL (model {segmentation.model}, {segmentation.device}, {seconds['total']:.1f} s)")
+    print(f"{args.output}: liver {result.lesions.liver_ml:.0f} mL, lesions {result.lesions.lesion_ml:.1f} mL "
+          f"(model {segmentation.model}, {segmentation.device}, {seconds['total']:.1f} s)")
     if args.verbose:
         print("seconds: " + " ".join(f"{stage}={value:.2f}" for stage, value in seconds.items()), file=sys.stderr)
 
@@ -100,9 +93,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     import json
 
     from core.affine import spacing_mm
+    from core.evaluation.metrics import evaluate, format_evaluation
     from core.imageio.ground_truth import LabelGrid, check_label_values, load_ground_truth
     from core.imageio.nifti import read_label_map
-    from core.evaluation.metrics import evaluate, format_evaluation
 
     # The prediction's grid is the reference grid: the ground truth is brought onto it.
     prediction, affine = read_label_map(args.prediction)
@@ -115,9 +108,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _lesions(args: argparse.Namespace) -> None:
+    from core import pipeline
     from core.imageio.ground_truth import check_label_values, to_grid
     from core.imageio.nifti import read_label_map, read_scan
-    from core.evaluation.lesions import analyse_lesions
+    from core.segmentation import Segmentation
 
     scan = read_scan(args.scan)
     labels, affine = read_label_map(args.mask)
@@ -125,7 +119,7 @@ def _lesions(args: argparse.Namespace) -> None:
     labels, warnings = to_grid(labels, affine, scan, f"label map {args.mask.name}")
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    report = analyse_lesions(labels, scan)
+    report = pipeline.measure(Segmentation(labels, scan)).lesions
     sys.stdout.write(report.to_csv() if args.csv else report.to_text() + "\n")
 
 
@@ -137,9 +131,9 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _cross_validate(args: argparse.Namespace) -> None:
-    from core.training.cross_validation import cross_validate, markdown_table, record_in_card
     from core.model.card import CARD_FILE
     from core.model.registry import model_dir
+    from core.training.cross_validation import cross_validate, markdown_table, record_in_card
 
     folder = args.model if (args.model / CARD_FILE).is_file() else model_dir(str(args.model))
     work = args.work or Path(".cache") / "cv" / folder.name

@@ -7,16 +7,14 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from core import jobs
+from ui.session import require_login
 
-from core.model import registry
 from core.errors import LiverSegError
+from core.jobs.runner import JobRunner
+from core.model import registry
 from core.model.archive import model_archive, model_size_bytes
 
-# Streamlit serves pages/ by itself on a fresh server's very first run, before app.py has called
-# st.navigation once: without this, that first visitor would skip app.py's login gate.
-if "uploads" not in st.session_state:
-    st.switch_page("app.py")
+require_login()
 
 
 def scalar(value) -> bool:
@@ -174,10 +172,6 @@ if not cards:
     st.stop()
 default = registry.default_model()
 st.markdown(f"The Segment page uses **{default}**.")
-needed: dict[str, list[str]] = {}
-for job in jobs.JobRunner().jobs():
-    for model in (job.request.init, job.request.first_stage) if job.active else ():
-        if model:
-            needed.setdefault(model, []).append(job.name)
+needed = JobRunner().models_in_use()
 for card in cards:
     model_panel(card, default, needed.get(card.name, []))

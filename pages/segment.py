@@ -4,7 +4,7 @@ Widgets and layout only; reading, segmenting, measuring, drawing and exporting
 are ``core``'s. What the session keeps (``st.session_state``):
 
 - ``scan``: the scan being looked at (``Loaded``);
-- ``results``: ``(scan fingerprint, model) -> Result``, a few at most, so that any
+- ``results``: ``(scan fingerprint, model) -> Shown``, a few at most, so that any
   view change, and going back to an earlier scan, never runs the model again;
 - ``reference``: the ground truth uploaded for the current scan (``Reference``);
 - ``slice_<plane>``, ``viewer_jump``, ``plane``, ...: the viewer's settings (the slice the browser
@@ -13,46 +13,35 @@ are ``core``'s. What the session keeps (``st.session_state``):
 
 from __future__ import annotations
 
-import hashlib
-import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config
-
-from core.imageio import dicom_seg
-
-from core.viewing import exports
-
-from core.model import registry
-
-from core.server import uploads
+from core import config, pipeline
 from core.devices import DEVICES
 from core.errors import LiverSegError
-from core.viewing.figures import surface_figure
+from core.evaluation.lesions import LesionReport
+from core.imageio import dicom_seg
 from core.imageio.ground_truth import GroundTruth, load_ground_truth
 from core.imageio.nifti import read_scan
-from core.evaluation.lesions import LesionReport, analyse_lesions
-from core.evaluation.metrics import evaluate
-from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, format_value, html_report, lesion_table, metrics_table
 from core.imageio.sample import SPACING_NOTE
+from core.model import registry
 from core.scan import Scan
 from core.segmentation import Segmentation
+from core.viewing import exports
+from core.viewing.figures import surface_figure
+from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, format_value, html_report, lesion_table, metrics_table
 from core.viewing.slice_stack import build_stack
 from core.viewing.slices import PLANES, WINDOW_PRESETS, DisplayVolume, View, legend
+from ui import caches
+from ui.session import require_login, upload_session
+from ui.uploads import fingerprint, name_stem, read_upload
 from widgets.slice_viewer import slice_viewer
 
-# Streamlit serves pages/ by itself on a fresh server's very first run, before app.py has called
-# st.navigation once: without this, that first visitor would skip app.py's login gate.
-if "uploads" not in st.session_state:
-    st.switch_page("app.py")
-
-log = logging.getLogger(__name__)
+require_login()
 
 PLANE_NAMES = {"axial": "Axial (from the feet)", "coronal": "Coronal (from the front)", "sagittal": "Sagittal (from the side)"}
 COMPARE_NAMES = {"result": "The model's result", "liver": "Agreement: liver", "lesion": "Agreement: lesions"}
@@ -71,15 +60,22 @@ class Loaded:
 
 
 @dataclass(eq=False)
-class Result:
-    """One segmentation and everything derived from it, made once."""
+class Shown:
+    """One pipeline result and what the page derives from it for showing, each made once."""
 
-    segmentation: Segmentation
-    lesions: LesionReport
+    result: pipeline.Result
     volume: DisplayVolume
-    metrics: dict[str, dict] = field(default_factory=dict)  # reference key -> core.evaluation.metrics.evaluate()
+    metrics: dict[str, dict] = field(default_factory=dict)  # reference key -> pipeline.Result.score()
     surface: go.Figure | None = None
     stacks: dict[tuple, tuple] = field(default_factory=dict)  # (plane, View, reference key) -> (payload, shown mm, native mm)
+
+    @property
+    def segmentation(self) -> Segmentation:
+        return self.result.segmentation
+
+    @property
+    def lesions(self) -> LesionReport:
+        return self.result.lesions
 
 
 @dataclass(eq=False)
@@ -91,51 +87,6 @@ class Reference:
     name: str
     truth: GroundTruth
     canonical: np.ndarray | None = None
-
-
-def _uploads() -> uploads.UploadSession:
-    """This session's private upload folder (app.py opens it; a page run on its own opens one here)."""
-    if "uploads" not in st.session_state:
-        st.session_state["uploads"] = uploads.default_store().open_session()
-    return st.session_state["uploads"]
-
-
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
-def _segmenter(model: str, device: str):
-    """One Segmenter per model and device for the whole server process, shared by every session."""
-    from core.inference.segmenter import Segmenter  # torch: imported when the first scan is segmented, not on page load
-
-    return Segmenter(model, device)
-
-
-def _fingerprint(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()[:16]
-
-
-def _stem(name: str) -> str:
-    for suffix in (".nii.gz", ".nii", ".zip"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem or "scan"
-
-
-def _read_upload(uploaded, reader):
-    """Save an upload in the session folder, read it with ``reader(path)``, then delete the copy.
-
-    Returns (result, fingerprint); a ``LiverSegError`` carries the message to show.
-    """
-    data = uploaded.getvalue()
-    path = _uploads().save(uploaded.name, data)
-    try:
-        return reader(path), _fingerprint(data)
-    except LiverSegError:
-        raise
-    except Exception as error:  # a file no reader foresaw: say so plainly, keep the details in the server log
-        log.exception("reading upload %s failed", uploaded.name)
-        raise LiverSegError(f"{uploaded.name} could not be read ({type(error).__name__}); check that it is the file you meant "
-                            "and export it again") from None
-    finally:
-        path.unlink(missing_ok=True)
 
 
 def _choose_scan() -> None:
@@ -155,11 +106,11 @@ def _choose_scan() -> None:
                 raise LiverSegError("the sample scan is not installed on this server; run `make sample` (or `python -m core sample`) once")
             with st.spinner("Reading the sample scan…"):
                 data = config.SAMPLE_SCAN.read_bytes()
-                _set_scan(Loaded(_fingerprint(data), read_scan(config.SAMPLE_SCAN), "LiTS case 117 (sample)", sample=True))
+                _set_scan(Loaded(fingerprint(data), read_scan(config.SAMPLE_SCAN), "LiTS case 117 (sample)", sample=True))
         elif uploaded is not None and uploaded.file_id != st.session_state.get("scan_upload_id"):
             st.session_state["scan_upload_id"] = uploaded.file_id
             with st.spinner(f"Reading {uploaded.name}…"):
-                scan, key = _read_upload(uploaded, read_scan)
+                scan, key = read_upload(uploaded, read_scan)
             _set_scan(Loaded(key, scan, uploaded.name, sample=False))
     except LiverSegError as error:
         st.session_state["scan_error"] = str(error)
@@ -193,12 +144,12 @@ def _choose_reference(loaded: Loaded) -> None:
         try:
             if use_sample_labels:
                 data = config.SAMPLE_LABELS.read_bytes()
-                _set_reference(Reference(loaded.key, _fingerprint(data), "LiTS 117 expert labels",
+                _set_reference(Reference(loaded.key, fingerprint(data), "LiTS 117 expert labels",
                                          load_ground_truth(config.SAMPLE_LABELS, loaded.scan)))
             elif uploaded is not None and uploaded.file_id != st.session_state.get("reference_upload_id"):
                 st.session_state["reference_upload_id"] = uploaded.file_id
                 with st.spinner(f"Reading {uploaded.name}…"):
-                    truth, key = _read_upload(uploaded, lambda path: load_ground_truth(path, loaded.scan))
+                    truth, key = read_upload(uploaded, lambda path: load_ground_truth(path, loaded.scan))
                 _set_reference(Reference(loaded.key, key, uploaded.name, truth))
         except LiverSegError as error:
             st.session_state["reference_error"] = str(error)
@@ -237,7 +188,7 @@ def _model_settings() -> tuple[str | None, str]:
     return model, device
 
 
-def _segment(loaded: Loaded, model: str, device: str) -> Result | None:
+def _segment(loaded: Loaded, model: str, device: str) -> Shown | None:
     """Run the model with a progress bar; the result, or ``None`` after showing why not."""
     bar = st.progress(0.0, text="Starting…")
 
@@ -245,10 +196,8 @@ def _segment(loaded: Loaded, model: str, device: str) -> Result | None:
         bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"{stage}…")
 
     try:
-        segmentation = _segmenter(model, device).segment(loaded.scan, progress)
-        progress("Measuring the lesions", 1.0)
-        result = Result(segmentation, analyse_lesions(segmentation.labels, loaded.scan, segmentation.lesion_probability),
-                        DisplayVolume.from_scan(loaded.scan, segmentation.labels))
+        outcome = pipeline.run(loaded.scan, caches.segmenter(model, device), progress=progress)
+        result = Shown(outcome, DisplayVolume.from_scan(loaded.scan, outcome.labels))
     except LiverSegError as error:
         st.error(str(error), icon=":material/error:")
         return None
@@ -261,7 +210,7 @@ def _segment(loaded: Loaded, model: str, device: str) -> Result | None:
     return result
 
 
-def _headline(loaded: Loaded, result: Result) -> None:
+def _headline(loaded: Loaded, result: Shown) -> None:
     segmentation, lesions = result.segmentation, result.lesions
     liver, burden, count = st.columns(3)
     liver.metric("Liver volume", f"{lesions.liver_ml:,.0f} mL", help="Liver including its lesions.", border=True)
@@ -313,7 +262,7 @@ def _legend_html(view: View, has_reference: bool) -> str:
     return "&emsp;".join(items)
 
 
-def _viewer(result: Result, volume: DisplayVolume, reference_key: str | None) -> None:
+def _viewer(result: Shown, volume: DisplayVolume, reference_key: str | None) -> None:
     """The slice viewer: settings on the right (a change reruns the page), the picture on the left.
 
     The picture is a browser-side component holding every slice of the plane: scrolling it
@@ -360,7 +309,7 @@ def _viewer(result: Result, volume: DisplayVolume, reference_key: str | None) ->
                        "can hold every slice of this view at once; measurements and downloads use the full resolution.")
 
 
-def _lesion_table(loaded: Loaded, result: Result) -> None:
+def _lesion_table(loaded: Loaded, result: Shown) -> None:
     rows = lesion_table(result.lesions)
     if not rows:
         st.info("The model found no lesions in this scan.", icon=":material/info:")
@@ -377,19 +326,17 @@ def _lesion_table(loaded: Loaded, result: Result) -> None:
         st.caption(f"{SPACING_NOTE}: volumes and diameters are estimates.")
 
 
-def _lesion_chosen(result: Result) -> None:
+def _lesion_chosen(result: Shown) -> None:
     chosen = st.session_state["lesion_table"].selection.rows
     if chosen:
         lesion = result.lesions.lesions[chosen[0]]
         _jump(result.volume, result.volume.canonical_index(lesion.centroid_voxel))
 
 
-def _comparison(result: Result, reference: Reference) -> None:
+def _comparison(result: Shown, reference: Reference) -> None:
     if reference.key not in result.metrics:
         with st.spinner("Comparing with the reference…"):
-            truth = reference.truth
-            result.metrics[reference.key] = evaluate(result.segmentation.labels, truth.labels, result.segmentation.scan.spacing,
-                                                     liver_only=truth.liver_only)
+            result.metrics[reference.key] = result.result.score(reference.truth)
     metrics = result.metrics[reference.key]
     detection = metrics["lesion_detection"]
     st.markdown(f"**Compared with:** {reference.name}")
@@ -414,7 +361,7 @@ def _words_table(rows: list[dict]) -> pd.DataFrame:
                          for row in rows]).set_index("Measure")
 
 
-def _three_d(result: Result) -> None:
+def _three_d(result: Shown) -> None:
     st.caption("The liver (blue, see-through) and its lesions (orange), seen from the front. Drag to turn, scroll to zoom.")
     if st.toggle("Show the 3D view", key="show_3d"):
         if result.surface is None:
@@ -423,9 +370,9 @@ def _three_d(result: Result) -> None:
         st.plotly_chart(result.surface, config={"displaylogo": False}, theme=None, key="surface_view")
 
 
-def _downloads(loaded: Loaded, result: Result, reference: Reference | None) -> None:
-    stem, segmentation = _stem(loaded.name), result.segmentation
-    folder = _uploads().folder
+def _downloads(loaded: Loaded, result: Shown, reference: Reference | None) -> None:
+    stem, segmentation = name_stem(loaded.name), result.segmentation
+    folder = upload_session().folder
     metrics = result.metrics.get(reference.key) if reference else None
     notes = [f"{SPACING_NOTE}: volumes and distances are estimates."] if loaded.sample else []
     volume = result.volume if reference is None else result.volume.with_reference(reference.canonical)

@@ -13,31 +13,31 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import config, jobs
+from ui.session import require_login
 
-from core.model import registry
+from core import config
 from core.devices import DEVICES
 from core.errors import LiverSegError
+from core.jobs import processes, records
+from core.jobs.runner import JobRunner
+from core.model import registry
 from core.training import discovery, progress
 from core.training.options import TrainingOption, training_options
 from core.training.progress import END, START, STEP, VALIDATION, events
 
-# Streamlit serves pages/ by itself on a fresh server's very first run, before app.py has called
-# st.navigation once: without this, that first visitor would skip app.py's login gate.
-if "uploads" not in st.session_state:
-    st.switch_page("app.py")
+require_login()
 
 #: How often the job panel refreshes itself while a job is queued or running (s).
 REFRESH_S = 2.0
 STATE_BADGES = {
-    jobs.QUEUED: ":gray-badge[:material/schedule: queued]",
-    jobs.RUNNING: ":blue-badge[:material/play_arrow: running]",
-    jobs.SUCCEEDED: ":green-badge[:material/check: succeeded]",
-    jobs.FAILED: ":red-badge[:material/error: failed]",
-    jobs.CANCELLED: ":orange-badge[:material/block: cancelled]",
+    records.QUEUED: ":gray-badge[:material/schedule: queued]",
+    records.RUNNING: ":blue-badge[:material/play_arrow: running]",
+    records.SUCCEEDED: ":green-badge[:material/check: succeeded]",
+    records.FAILED: ":red-badge[:material/error: failed]",
+    records.CANCELLED: ":orange-badge[:material/block: cancelled]",
 }
 
-runner = jobs.JobRunner()
+runner = JobRunner()
 
 
 def duration(seconds: float | None) -> str:
@@ -51,9 +51,9 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def fraction_done(job: jobs.Job, records: list[dict]) -> tuple[float, float | None]:
+def fraction_done(job: records.Job, records: list[dict]) -> tuple[float, float | None]:
     """Fraction of the run done and the seconds left."""
-    return (1.0, 0.0) if job.state == jobs.SUCCEEDED else progress.fraction_done(records)
+    return (1.0, 0.0) if job.state == records.SUCCEEDED else progress.fraction_done(records)
 
 
 def latest(records: list[dict], key: str, form: str) -> str:
@@ -92,16 +92,16 @@ def ended_summary(job_id: str, ended: str) -> dict[str, float]:
     return progress.best_validation(runner.job(job_id).progress())
 
 
-def summary(job: jobs.Job) -> dict[str, float]:
+def summary(job: records.Job) -> dict[str, float]:
     return progress.best_validation(job.progress()) if job.active else ended_summary(job.id, job.ended or "")
 
 
-def job_label(job: jobs.Job) -> str:
+def job_label(job: records.Job) -> str:
     # No state here: a selectbox keeps the labels it was first given while its options stay the same.
     return f"{job.name} · submitted {job.created[:19].replace('T', ' ')}"
 
 
-def jobs_table(all_jobs: list[jobs.Job]) -> None:
+def jobs_table(all_jobs: list[records.Job]) -> None:
     rows = []
     for job in all_jobs:
         best = summary(job)
@@ -114,7 +114,7 @@ def jobs_table(all_jobs: list[jobs.Job]) -> None:
         "Best lesion Dice": st.column_config.NumberColumn(format="%.3f")})
 
 
-def follow(job: jobs.Job) -> None:
+def follow(job: records.Job) -> None:
     """Status, progress, curves, log and Cancel of one job."""
     records = job.progress()
     left, right = st.columns([3, 1], vertical_alignment="center")
@@ -123,13 +123,13 @@ def follow(job: jobs.Job) -> None:
         with st.spinner("Stopping the training…"):
             runner.cancel(job.id)
         st.rerun()
-    if job.state == jobs.QUEUED:
+    if job.state == records.QUEUED:
         st.info("Waiting for the running job to finish: one job trains at a time on each GPU (one on a CPU-only server).")
-    elif job.state == jobs.FAILED:
+    elif job.state == records.FAILED:
         st.error(f"Failed: {job.reason}")
-    elif job.state == jobs.CANCELLED:
+    elif job.state == records.CANCELLED:
         st.warning(f"Cancelled: {job.reason}. No model was registered.")
-    elif job.state == jobs.SUCCEEDED:
+    elif job.state == records.SUCCEEDED:
         ending = events(records, END)
         how = f" ({ending[-1]['status']})" if ending and ending[-1].get("status") not in (None, "finished") else ""
         st.success(f"Finished{how}. The model is registered as **{job.model}**: see the Models page to make it the default.")
@@ -181,7 +181,7 @@ def jobs_panel(polling: bool) -> None:
     if st.session_state.get("follow_next") in by_id:  # a job just submitted (the selectbox's own key is not settable then)
         st.session_state["followed"] = st.session_state.pop("follow_next")
     if st.session_state.get("followed") not in by_id:
-        running = [job for job in all_jobs if job.state == jobs.RUNNING]
+        running = [job for job in all_jobs if job.state == records.RUNNING]
         st.session_state["followed"] = (running or all_jobs)[0].id
     followed = st.selectbox("Job", list(by_id), format_func=lambda job_id: job_label(by_id[job_id]), key="followed")
     with st.container(border=True):
@@ -281,7 +281,7 @@ def new_job_form() -> None:
         disabled=init is not None or not single_stage,
         help="A model trained at a coarse spacing (e.g. 5 mm) on whole scans. It finds the liver's region; the model "
              "trained here then segments only within it, so neighbouring organs are not taken for liver.")
-    gpus = jobs.gpu_count()
+    gpus = processes.gpu_count()
     device = columns[2].radio("Device", list(DEVICES), horizontal=True, help="auto takes a GPU when there is one.")
     columns[2].caption(f"{gpus} GPU(s) found: each runs one job at a time." if gpus else "No GPU found: training runs on the CPU.")
 
@@ -310,7 +310,7 @@ def new_job_form() -> None:
         options = {option.name: value for option, value in values
                    if changed(option, value) and not (init and option.group.startswith("model"))}
         try:
-            job = runner.submit(jobs.TrainingRequest(name=name.strip(), data=[str(choice.folder) for choice in selected],
+            job = runner.submit(records.TrainingRequest(name=name.strip(), data=[str(choice.folder) for choice in selected],
                                                      init=init, device=device, options=options,
                                                      first_stage=None if init else first_stage))
         except LiverSegError as error:

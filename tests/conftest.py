@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from core import config
-from tests.helpers.phantom import make_phantom
 from core.scan import Scan
 from core.segmentation import LESION, LIVER
+from tests.helpers.phantom import make_phantom
 
 
 @pytest.fixture

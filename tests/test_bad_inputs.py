@@ -32,8 +32,8 @@ import pytest
 
 from core import config
 from core.cli import main
-from tests.helpers.phantom import make_phantom
 from tests.helpers.dicom_factory import write_dicom_series
+from tests.helpers.phantom import make_phantom
 
 SHAPE, SPACING = (32, 28, 20), (6.0, 6.0, 8.0)
 AFFINE = np.diag([*SPACING, 1.0])

@@ -10,14 +10,13 @@ import pydicom
 import pytest
 
 from core import config
-
-from core.model import registry
 from core.cli import main
 from core.imageio.nifti import read_scan
+from core.model import registry
 from core.model.card import ModelCard
-from tests.helpers.phantom import make_phantom
 from core.model.unet import UNet
 from tests.helpers.dicom_factory import write_dicom_series
+from tests.helpers.phantom import make_phantom
 
 CARD = ModelCard(name="tiny", channels=[4, 8], spacing_mm=[6.0, 6.0, 6.0], patch_size=[32, 32, 32])
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from core.imageio import nifti as io
 from core.cli import main
+from core.imageio import nifti as io
 from tests.helpers.fake_training import TINY
 
 

@@ -8,8 +8,8 @@ import zipfile
 from core import config
 from core.cli import main
 from core.imageio.nifti import read_scan, write_labels
-from tests.helpers.phantom import make_phantom
 from tests.helpers.dicom_factory import PATIENT_ID, PATIENT_NAME, write_dicom_series
+from tests.helpers.phantom import make_phantom
 
 IDENTIFIERS = (PATIENT_NAME, PATIENT_ID, "Doe", "Jane")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import nibabel as nib
 import numpy as np
@@ -79,12 +79,16 @@ class LesionReport:
         liver_ml: labels 1 and 2 together (lesions lie inside the liver), in mL.
         lesion_ml: label 2, in mL.
         burden_pct: ``100 * lesion_ml / liver_ml``; ``None`` when there is no liver.
+        components: the lesions' connected components as ``ndimage.label`` numbers them, and
+            their count, so that scoring (``core.evaluation.metrics.lesion_detection``) counts the
+            same lesions without labelling them again; ``None`` for a report built by hand.
     """
 
     lesions: list[Lesion]
     liver_ml: float
     lesion_ml: float
     burden_pct: float | None
+    components: tuple[np.ndarray, int] | None = field(default=None, repr=False, compare=False)
 
     def rows(self) -> list[dict[str, float | int]]:
         """One dict per lesion keyed by ``COLUMNS``, rounded for display (mL to 0.001, mm and HU to 0.1)."""
@@ -162,7 +166,7 @@ def analyse_lesions(labels: np.ndarray, scan: Scan, lesion_probability: np.ndarr
         )
     liver_ml = float(np.count_nonzero(labels)) * voxel_ml
     lesion_ml = float(sizes.sum()) * voxel_ml
-    return LesionReport(lesions, liver_ml, lesion_ml, 100 * lesion_ml / liver_ml if liver_ml else None)
+    return LesionReport(lesions, liver_ml, lesion_ml, 100 * lesion_ml / liver_ml if liver_ml else None, (components, count))
 
 
 def _slice_axis(affine: np.ndarray) -> tuple[int, bool]:

@@ -223,7 +223,8 @@ def structure_metrics(prediction: np.ndarray, reference: np.ndarray, spacing: Sp
     return {key: scores[key] for key in STRUCTURE_KEYS}
 
 
-def lesion_detection(prediction: np.ndarray, reference: np.ndarray) -> dict[str, float | int | None]:
+def lesion_detection(prediction: np.ndarray, reference: np.ndarray,
+                     prediction_components: tuple[np.ndarray, int] | None = None) -> dict[str, float | int | None]:
     """Lesion-wise detection: lesions are 26-connected components of each mask.
 
     Rule: a reference lesion is *detected* (a true positive) when at least one
@@ -234,14 +235,19 @@ def lesion_detection(prediction: np.ndarray, reference: np.ndarray) -> dict[str,
     TP / (TP + FP), F1 = 2 TP / (2 TP + FP + missed). Recall is ``None`` without
     reference lesions, precision ``None`` without predicted lesions, and F1
     (the Dice of detection) 1.0 when neither mask has a lesion.
+
+    ``prediction_components``: ``prediction``'s components as ``ndimage.label`` gives them, when
+    they are labelled already (``core.evaluation.lesions.LesionReport.components``).
     """
     _check_pair(prediction, reference)
-    prediction, reference = _crop_to_union(prediction, reference)  # components lie inside the box: same counts, less work
+    if prediction_components is None:
+        prediction, reference = _crop_to_union(prediction, reference)  # components lie inside the box: same counts, less work
+        prediction_components = ndimage.label(prediction, LESION_CONNECTIVITY)
+    components, prediction_count = prediction_components
     reference_components, reference_count = ndimage.label(reference, LESION_CONNECTIVITY)
-    prediction_components, prediction_count = ndimage.label(prediction, LESION_CONNECTIVITY)
     both = prediction & reference
     true_positives = len(np.unique(reference_components[both]))
-    false_positives = prediction_count - len(np.unique(prediction_components[both]))
+    false_positives = prediction_count - len(np.unique(components[both]))
     missed = reference_count - true_positives
     errors = 2 * true_positives + false_positives + missed
     return {
@@ -261,6 +267,7 @@ def evaluate(
     reference_labels: np.ndarray,
     spacing: Spacing,
     liver_only: bool = False,
+    prediction_components: tuple[np.ndarray, int] | None = None,
 ) -> dict:
     """Score a label map (0 background, 1 liver, 2 lesion) against a reference on the same grid.
 
@@ -270,6 +277,8 @@ def evaluate(
         spacing: voxel size in mm along each array axis.
         liver_only: ``True`` when the reference is a liver-only mask:
             lesion and detection values are then ``None`` and a note says why.
+        prediction_components: the predicted lesions' components, when labelled already
+            (``lesion_detection``).
 
     Returns:
         ``{"liver": {...}, "lesion": {...}, "lesion_detection": {...}, "notes": [...]}``.
@@ -283,7 +292,7 @@ def evaluate(
     if not liver_only:
         prediction_lesions, reference_lesions = prediction_labels == LESION, reference_labels == LESION
         result["lesion"] = structure_metrics(prediction_lesions, reference_lesions, spacing)
-        result["lesion_detection"] = lesion_detection(prediction_lesions, reference_lesions)
+        result["lesion_detection"] = lesion_detection(prediction_lesions, reference_lesions, prediction_components)
     else:
         result["lesion"] = dict.fromkeys(STRUCTURE_KEYS)
         result["lesion_detection"] = dict.fromkeys(DETECTION_KEYS)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 
 import highdicom as hd
-import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
 

@@ -22,9 +22,9 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from core.errors import LiverSegError
+from core.imageio.sitk_image import from_sitk
 from core.reasons import reason
 from core.scan import Scan
-from core.imageio.sitk_image import from_sitk
 
 # DICOM tags (group|element) read from a series' first file.
 MODALITY, SERIES_DESCRIPTION, BODY_PART = "0008|0060", "0008|103e", "0018|0015"

@@ -16,10 +16,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from core.imageio.archive import extract_zip
 from core.atomic import atomic_path
-from core.imageio.dicom_series import read_dicom_series
 from core.errors import LiverSegError
+from core.imageio.archive import extract_zip
+from core.imageio.dicom_series import read_dicom_series
 from core.reasons import reason
 from core.scan import Scan
 

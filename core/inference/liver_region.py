@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.affine import spacing_mm, voxel_volume_ml
+from core.imageio.sitk_image import resample_onto
 from core.postprocessing.cleanup import largest_component, within_mm
 from core.scan import Scan
 from core.segmentation import BACKGROUND, LESION, LIVER
-from core.imageio.sitk_image import resample_onto
 
 
 @dataclass(frozen=True, eq=False)

@@ -33,19 +33,19 @@ import torch
 import torchio as tio
 from torch import nn
 
-from core.model import registry
 from core.affine import spacing_mm
 from core.devices import DEVICES, PRECISIONS
 from core.errors import LiverSegError
+from core.imageio.sitk_image import resample_onto
+from core.inference.liver_region import LiverRegion
+from core.inference.preprocessing import preprocessing
+from core.inference.sliding_window import sliding_window_probabilities
+from core.model import registry
 from core.model.card import ModelCard
 from core.postprocessing.anatomy import anatomy_warnings
-from core.inference.liver_region import LiverRegion
 from core.postprocessing.cleanup import drop_unconfident_lesions, postprocess
-from core.inference.preprocessing import preprocessing
 from core.scan import Scan
 from core.segmentation import BACKGROUND, LESION, LIVER, Segmentation
-from core.imageio.sitk_image import resample_onto
-from core.inference.sliding_window import sliding_window_probabilities
 
 Progress = Callable[[str, float], None]
 

@@ -47,8 +47,22 @@ from core import config
 from core.atomic import write_atomically
 from core.errors import LiverSegError
 from core.jobs import processes
-from core.jobs.records import (CANCEL_FILE, CANCELLED, CONFIG_FILE, FAILED, LOCK_FILE, NAME_PATTERN, QUEUED, STATUS_FILE,
-                               SUPERVISOR_LOG, Job, TrainingRequest, now, read_job, write_status)
+from core.jobs.records import (
+    CANCEL_FILE,
+    CANCELLED,
+    CONFIG_FILE,
+    FAILED,
+    LOCK_FILE,
+    NAME_PATTERN,
+    QUEUED,
+    STATUS_FILE,
+    SUPERVISOR_LOG,
+    Job,
+    TrainingRequest,
+    now,
+    read_job,
+    write_status,
+)
 from core.jobs.requests import check_request, training_command
 
 #: How often a supervisor looks at its queue position, its training and the cancel file (s).

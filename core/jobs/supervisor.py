@@ -21,8 +21,21 @@ from typing import IO
 from core import config
 from core.errors import LiverSegError
 from core.jobs import processes
-from core.jobs.records import (CANCEL_FILE, CANCELLED, CONFIG_FILE, FAILED, LOG_FILE, QUEUED, RUNNING, SUCCEEDED, Job,
-                               last_error, now, read_job, write_status)
+from core.jobs.records import (
+    CANCEL_FILE,
+    CANCELLED,
+    CONFIG_FILE,
+    FAILED,
+    LOG_FILE,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    Job,
+    last_error,
+    now,
+    read_job,
+    write_status,
+)
 from core.jobs.runner import CANCEL_GRACE_S, POLL_S, JobRunner
 from core.model.card import CARD_FILE
 

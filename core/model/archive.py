@@ -1,4 +1,4 @@
-"""A model as one file to download: ``NAME.zip`` holding ``NAME/model.pt`` and ``NAME/card.json``.
+"""A model as one file to download: ``NAME.zip`` holding ``NAME/`` with every file of the model (``registry.model_files``).
 
 Unzipped into another installation's ``trained/`` folder, it is a model there.
 """
@@ -9,21 +9,22 @@ import io
 import zipfile
 
 from core.model import registry
-from core.model.card import CARD_FILE, WEIGHTS_FILE
+from core.model.card import CARD_FILE, ModelCard
 
 
 def model_archive(name: str) -> bytes:
-    """The zip of model ``name``'s weights and card (``LiverSegError`` for an unknown model)."""
+    """The zip of model ``name``'s files (``registry.model_files``) under ``NAME/`` (``LiverSegError`` for an unknown model)."""
     folder = registry.model_dir(name)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        # model.pt is itself a zip of tensors that barely compresses: store it, deflate the card.
-        archive.write(folder / WEIGHTS_FILE, f"{name}/{WEIGHTS_FILE}", compress_type=zipfile.ZIP_STORED)
-        archive.write(folder / CARD_FILE, f"{name}/{CARD_FILE}", compress_type=zipfile.ZIP_DEFLATED)
+        for file in registry.model_files(ModelCard.load(folder)):
+            # Weights are themselves zips of tensors that barely compress: store them, deflate the card.
+            compression = zipfile.ZIP_DEFLATED if file == CARD_FILE else zipfile.ZIP_STORED
+            archive.write(folder / file, f"{name}/{file}", compress_type=compression)
     return buffer.getvalue()
 
 
 def model_size_bytes(name: str) -> int:
-    """Bytes on disk of model ``name``'s weights and card."""
+    """Bytes on disk of model ``name``'s files (``registry.model_files``)."""
     folder = registry.model_dir(name)
-    return sum((folder / file).stat().st_size for file in (WEIGHTS_FILE, CARD_FILE))
+    return sum((folder / file).stat().st_size for file in registry.model_files(ModelCard.load(folder)))

@@ -29,6 +29,15 @@ DEFAULT_FILE = "default.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+def model_files(card: ModelCard) -> list[str]:
+    """The files that make up the model ``card`` describes, in its folder, the card last.
+
+    The one list that saving, registering, archiving (``core.model.archive``) and sizing use:
+    the weights, a cascade's first stage, the card.
+    """
+    return [WEIGHTS_FILE] + ([FIRST_STAGE_WEIGHTS_FILE] if card.cascade else []) + [CARD_FILE]
+
+
 def _trained_dir() -> Path:
     # Looked up at each call, not imported once, so that a test can point config.TRAINED_DIR elsewhere.
     return config.TRAINED_DIR
@@ -122,10 +131,10 @@ def save_model(network: torch.nn.Module, card: ModelCard, folder: Path, first_st
     folder.mkdir(parents=True, exist_ok=True)
     if (first_stage is None) != (card.cascade is None):
         raise ValueError("a cascade card needs its first stage's network, and only a cascade card takes one")
-    stages = [(WEIGHTS_FILE, network)] + ([(FIRST_STAGE_WEIGHTS_FILE, first_stage)] if first_stage is not None else [])
-    for file, stage in stages:
+    networks = {WEIGHTS_FILE: network, FIRST_STAGE_WEIGHTS_FILE: first_stage}
+    for file in model_files(card)[:-1]:
         with atomic_path(folder / file) as temporary:
-            torch.save({key: value.detach().cpu() for key, value in stage.state_dict().items()}, temporary)
+            torch.save({key: value.detach().cpu() for key, value in networks[file].state_dict().items()}, temporary)
     card.save(folder)
 
 
@@ -155,10 +164,16 @@ def set_default_model(name: str) -> None:
 
 
 def remove_model(name: str) -> None:
-    """Delete a locally trained model. Shipped models are refused."""
+    """Delete a locally trained model. Shipped models, and models a queued or running job needs, are refused."""
     folder = model_dir(name)
     if ModelCard.load(folder).shipped:
         raise LiverSegError(f"model {name!r} ships with LiverSeg and cannot be removed; choose another default instead")
+    from core.jobs.runner import JobRunner  # here, not above: the jobs register their models through this module
+
+    users = JobRunner().models_in_use().get(name)
+    if users:
+        raise LiverSegError(f"model {name!r} is needed by training job(s) {', '.join(users)}; wait for them to end "
+                            "or cancel them on the Train page, then remove it")
     # Rename first so that no reader ever sees a half-deleted model folder.
     doomed = Path(tempfile.mkdtemp(prefix=f".removing-{name}-", dir=folder.parent))
     os.replace(folder, doomed)
@@ -166,12 +181,12 @@ def remove_model(name: str) -> None:
 
 
 def register_model(folder: Path) -> str:
-    """Copy a model folder (``card.json`` + ``model.pt``) into ``TRAINED_DIR`` under a new unique name.
+    """Copy a model folder's files (``model_files``) into ``TRAINED_DIR`` under a new unique name.
 
     The name is the card's name, with ``-2``, ``-3``... appended when taken. The weights
     are checked against the card first, and the copy appears all at once (built in a
     hidden temporary folder, then renamed), so a model is never visible half-written.
-    Checkpoints are not copied. Returns the name given.
+    Nothing else (checkpoints, logs) is copied. Returns the name given.
     """
     source = Path(folder)
     card = ModelCard.load(source)
@@ -180,7 +195,9 @@ def register_model(folder: Path) -> str:
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", card.name).strip(".-_")[:56] or "model"
     staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=root))
     try:
-        shutil.copytree(source, staging, ignore=shutil.ignore_patterns("checkpoints"), dirs_exist_ok=True)
+        for file in model_files(card):  # the model's own files only: no checkpoints, logs or progress
+            if (source / file).is_file():  # a missing one: load_folder below says which, in words
+                shutil.copy2(source / file, staging / file)
         load_folder(staging)  # refuse weights that do not fit the card before anything is visible
         name = _claim_name(root, base)
         try:

@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from core.atomic import atomic_path
-from core.training.progress import STEP, START, VALIDATION, ProgressLog
+from core.training.progress import START, STEP, VALIDATION, ProgressLog
 
 
 class ProgressCallback(Callback):

@@ -5,7 +5,7 @@ nothing about the next scan. So every labelled case found in the recipe's data
 folders is held out once: the recipe (each stage's recorded ``python -m core
 train`` command, read from the model's card) is run again with ``--exclude CASE``,
 and the resulting model segments that case exactly as users get it
-(``core.inference.segmenter``), scored on the case's own grid by ``core.evaluation.metrics``.
+(``core.pipeline``), scored on the case's own grid.
 
 Nothing is chosen on the case being scored: the recipe trains without
 validation (``--val 0``: no best epoch is picked), and the table uses the fold's
@@ -25,7 +25,6 @@ import json
 import shlex
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import numpy as np
 from core import config
 from core.atomic import write_atomically
 from core.errors import LiverSegError
-from core.evaluation.metrics import evaluate, summary
+from core.evaluation.metrics import summary
 from core.model.card import CARD_FILE, ModelCard
 from core.postprocessing.cleanup import drop_unconfident_lesions
 from core.segmentation import LESION
@@ -136,31 +135,25 @@ def _train_fold(arguments: list[str], folder: Path, log) -> None:
 
 def _score(case: Case, folder: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     """The fold model's scores on ``case``, and its unthresholded labels and lesion probability (for the threshold)."""
+    from core import pipeline
+    from core.imageio.nifti import read_scan
     from core.inference.segmenter import Segmenter
-    from core.imageio.nifti import read_label_map, read_scan
     from core.model.registry import load_folder
 
     network, card, first_stage = load_folder(folder)
     # Segment with every lesion kept, then apply the fold card's own threshold: one inference serves both.
     segmenter = Segmenter.from_network(network, replace(card, lesion_threshold=0.0), first_stage=first_stage)
-    scan = read_scan(case.image)
-    reference, _ = read_label_map(case.label)
-    started = time.perf_counter()
-    result = segmenter.segment(scan)
-    seconds = time.perf_counter() - started
-    probability = result.lesion_probability.astype(np.float32) / 255.0
-    labels, _ = drop_unconfident_lesions(result.labels, probability, card.lesion_threshold)
-    scores = evaluate(labels, reference, scan.spacing, liver_only=case.liver_only)
+    result = pipeline.run(read_scan(case.image), segmenter, reference=case.ground_truth(), lesion_threshold=card.lesion_threshold)
     row = {
         "case": case.name,
         "kind": case.kind,
-        "trained_on": ModelCard.load(folder).training["split"]["training"],
-        **summary(scores),
+        "trained_on": card.training["split"]["training"],
+        **summary(result.metrics),
         "lesion_threshold": card.lesion_threshold,
         "warnings": result.warnings,
-        "seconds": round(seconds, 1),
+        "seconds": round(sum(result.segmentation.seconds.values()), 1),
     }
-    return row, result.labels, probability
+    return row, result.unfiltered_labels, result.segmentation.lesion_probability.astype(np.float32) / 255.0
 
 
 def choose_threshold(predictions: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
@@ -214,9 +207,7 @@ def cross_validate(model_folder: Path, work: Path, data_dirs: list[Path] | None 
         rows.append(row)
         log("  " + format_row(row))
         if not case.liver_only:
-            from core.imageio.nifti import read_label_map
-
-            predictions.append((labels, probability, read_label_map(case.label)[0]))
+            predictions.append((labels, probability, case.ground_truth().labels))
     results = {
         "recipe": [parse(arguments).command() for arguments in stages],
         "rule": "leave one case out: each held-out case's model was trained without it, with no validation (no epoch "

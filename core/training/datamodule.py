@@ -22,9 +22,9 @@ import torchio as tio
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from core.atomic import atomic_path
-from core.training.augmentation import augmentation
-from core.model.card import ModelCard
 from core.inference.preprocessing import preprocessing
+from core.model.card import ModelCard
+from core.training.augmentation import augmentation
 from core.training.discovery import Case
 from core.training.options import TrainOptions
 

@@ -36,8 +36,10 @@ import numpy as np
 
 from core import config
 from core.errors import LiverSegError
-from core.server.paths import files_inside
+from core.imageio.ground_truth import GroundTruth
+from core.imageio.nifti import read_label_map
 from core.segmentation import BACKGROUND, LESION, LIVER
+from core.server.paths import files_inside
 
 FULL, LIVER_ONLY = "liver+lesion", "liver-only"
 #: Spatial tolerance for "the same geometry": a hundredth of a millimetre.
@@ -85,6 +87,10 @@ class Case:
     @property
     def liver_only(self) -> bool:
         return self.kind == LIVER_ONLY
+
+    def ground_truth(self) -> GroundTruth:
+        """The case's label map as the reference a result is scored against (on the image's grid, as found)."""
+        return GroundTruth(read_label_map(self.label)[0], liver_only=self.liver_only)
 
 
 @dataclass

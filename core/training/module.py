@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from core.evaluation.metrics import dice
-from core.segmentation import BACKGROUND, LESION
 from core.inference.sliding_window import sliding_window_probabilities
-from core.training.loss import segmentation_loss
 from core.model.unet import UNet
+from core.segmentation import BACKGROUND, LESION
+from core.training.loss import segmentation_loss
 
 
 class LiverSegModule(L.LightningModule):

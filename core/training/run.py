@@ -34,16 +34,16 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
 from core import config
-from core.training.augmentation import describe
 from core.errors import LiverSegError
 from core.model.card import CARD_FILE, FIRST_STAGE_WEIGHTS_FILE, ModelCard
+from core.model.unet import UNet
+from core.training.augmentation import describe
 from core.training.callbacks import AtomicCheckpointIO, ProgressCallback, dice_text
 from core.training.datamodule import CaseDataModule
 from core.training.discovery import Case, discover, licence, sha256
 from core.training.module import LiverSegModule, summarise
 from core.training.options import TrainOptions
 from core.training.progress import END, ProgressLog
-from core.model.unet import UNet
 
 CHECKPOINT_DIR = "checkpoints"
 BEST, LAST = "best", "last"
@@ -126,26 +126,23 @@ def evaluate_held_out(network: torch.nn.Module, card: ModelCard, cases: list[Cas
                       first_stage: torch.nn.Module | None = None) -> dict[str, dict]:
     """Score ``network`` on whole held-out cases exactly as users get it, per case.
 
-    Each scan goes through ``core.inference.segmenter`` (preprocessing, sliding window,
-    post-processing, labels back on the scan's own grid) and is compared with its
-    reference on that grid by ``core.evaluation.metrics.evaluate``. Returns per case the liver and
-    lesion Dice, HD95 (mm), volume difference (%), and lesion detection recall and
-    precision; lesion values are ``None`` for liver-only references.
+    Each scan goes through ``core.pipeline.run`` (preprocessing, sliding window,
+    post-processing, labels back on the scan's own grid, scored against its reference on
+    that grid). Returns per case the liver and lesion Dice, HD95 (mm), volume difference
+    (%), and lesion detection recall and precision; lesion values are ``None`` for
+    liver-only references.
     """
+    from core import pipeline
+    from core.evaluation.metrics import summary
+    from core.imageio.nifti import read_scan
     from core.inference.segmenter import Segmenter
-    from core.imageio.nifti import read_label_map, read_scan
-    from core.evaluation.metrics import evaluate, summary
 
     segmenter = Segmenter.from_network(network, card, device=device, first_stage=first_stage)
     results = {}
     for case in cases:
-        scan = read_scan(case.image)
-        reference, _ = read_label_map(case.label)
-        started = time.perf_counter()
-        predicted = segmenter.segment(scan).labels
-        seconds = time.perf_counter() - started
-        scores = evaluate(predicted, reference, scan.spacing, liver_only=case.liver_only)
-        results[case.name] = {**summary(scores), "inference_s": round(seconds, 1)}
+        result = pipeline.run(read_scan(case.image), segmenter, reference=case.ground_truth())
+        inference_s = sum(result.segmentation.seconds.values())
+        results[case.name] = {**summary(result.metrics), "inference_s": round(inference_s, 1)}
     return results
 
 
@@ -333,7 +330,7 @@ def train(options: TrainOptions) -> Path:
         for name, scores in held_out.items():
             log.say(f"held out {name}: liver Dice {dice_text(scores['liver_dice'])}, lesion Dice {dice_text(scores['lesion_dice'])}")
         card.metrics = {
-            "measured_on": "held-out validation cases, never trained on: each scan segmented by core.inference.segmenter "
+            "measured_on": "held-out validation cases, never trained on: each scan segmented by core.pipeline "
                            "(preprocessing, sliding window, post-processing) with the best epoch's weights and scored "
                            "on its own grid by core.evaluation.metrics.evaluate",
             "cases": held_out,

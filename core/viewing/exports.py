@@ -13,8 +13,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from core.imageio.nifti import write_labels
 from core.evaluation.metrics import DETECTION_KEYS, STRUCTURE_KEYS
+from core.imageio.nifti import write_labels
 from core.segmentation import Segmentation
 
 

@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
-import numpy as np
 import plotly.graph_objects as go
 
+from core.evaluation.surface import surface_mesh
 from core.segmentation import LESION, LIVER
 from core.viewing.slices import LESION_RGB, LIVER_RGB, DisplayVolume
-from core.evaluation.surface import surface_mesh
 
 
 def _rgb(colour: tuple[int, int, int]) -> str:

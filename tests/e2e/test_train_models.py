@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from core import jobs
-
+from core.jobs import records
+from core.jobs.runner import JobRunner
 from core.model import registry
 from core.model.card import ModelCard
 from core.model.unet import UNet
-from tests.helpers import fake_training
 from tests.e2e.app_server import App, screenshot
+from tests.helpers import fake_training
 
 pytestmark = pytest.mark.e2e
 
@@ -158,9 +158,9 @@ def test_train_follow_through_restart_cancel_and_use_the_model(context, server, 
     expect(page.get_by_role("button", name="Cancel job")).to_have_count(0)  # the page has redrawn the ended job
     assert min(curve_points(page)) > 0  # loss and validation Dice curves
     screenshot(page, "train-05-finished")
-    runner = jobs.JobRunner(Path(places["LIVERSEG_JOBS_DIR"]))
+    runner = JobRunner(Path(places["LIVERSEG_JOBS_DIR"]))
     assert sorted((job.name, job.state, job.model) for job in runner.jobs()) == [
-        ("e2e-cancel", jobs.CANCELLED, None), ("e2e-model", jobs.SUCCEEDED, "e2e-model")]
+        ("e2e-cancel", records.CANCELLED, None), ("e2e-model", records.SUCCEEDED, "e2e-model")]
 
     page.get_by_role("link", name="Models").click()
     page.get_by_role("heading", name="e2e-model").wait_for()

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from core.evaluation.lesions import COLUMNS, analyse_lesions
-from tests.helpers.phantom import make_phantom
 from core.scan import Scan
 from core.segmentation import LESION, LIVER
+from tests.helpers.phantom import make_phantom
 
 SPACING = (0.7, 0.8, 3.0)
 

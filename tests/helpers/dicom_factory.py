@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from core.scan import Scan
 from core.imageio.sitk_image import to_sitk
+from core.scan import Scan
 
 PATIENT_NAME, PATIENT_ID, PATIENT_BIRTH_DATE = "Doe^Jane", "PID-12345", "19610412"
 

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-
 #: A ``wait`` job gives up after this long (s).
 WAIT_LIMIT_S = 600
 
@@ -29,7 +28,7 @@ TINY = ["--patch-size", "32", "32", "32", "--channels", "4", "8", "--spacing", "
 
 def end_all(jobs_dir: Path) -> None:
     """Cancel every job still queued or running under ``jobs_dir`` (a test's teardown)."""
-    from core.jobs import JobRunner
+    from core.jobs.runner import JobRunner
 
     runner = JobRunner(jobs_dir)
     for job in runner.jobs():

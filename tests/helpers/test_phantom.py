@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tests.helpers.phantom import FAT, make_phantom
 from core.segmentation import LESION, LIVER
+from tests.helpers.phantom import FAT, make_phantom
 
 
 def test_same_seed_same_phantom_other_seed_other_lesions():

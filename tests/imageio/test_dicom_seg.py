@@ -8,12 +8,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from core.imageio.dicom_seg import NEEDS_DICOM, build_dicom_seg, dicom_seg_bytes, write_dicom_seg
 from core.errors import LiverSegError
+from core.imageio.dicom_seg import NEEDS_DICOM, build_dicom_seg, dicom_seg_bytes, write_dicom_seg
 from core.imageio.nifti import read_scan
-from tests.helpers.phantom import make_phantom
 from core.segmentation import LESION, LIVER, Segmentation
 from tests.helpers.dicom_factory import PATIENT_ID, PATIENT_NAME, write_dicom_series
+from tests.helpers.phantom import make_phantom
 
 SERIES = "1.2.826.0.1.3680043.2.1125.1"
 

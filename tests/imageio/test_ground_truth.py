@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from core.errors import LiverSegError
-from core.imageio.ground_truth import LabelGrid, load_ground_truth
 from core.evaluation.metrics import dice
-from tests.helpers.phantom import make_phantom
+from core.imageio.ground_truth import LabelGrid, load_ground_truth
 from core.segmentation import LESION
+from tests.helpers.phantom import make_phantom
 
 
 @pytest.fixture

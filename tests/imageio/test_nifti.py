@@ -8,8 +8,8 @@ import pytest
 from core import config
 from core.errors import LiverSegError
 from core.imageio.nifti import read_label_map, read_scan, write_labels
-from tests.helpers.phantom import make_phantom
 from tests.helpers.dicom_factory import PATIENT_ID, PATIENT_NAME, write_dicom_series
+from tests.helpers.phantom import make_phantom
 
 SHAPE = (24, 20, 16)
 ORIENTATIONS = ["RAS", "LPS", "SAR", "LAS", "ILA"]

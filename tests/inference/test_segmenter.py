@@ -8,13 +8,13 @@ from torch import nn
 
 import core.inference.segmenter as inference
 from core import config
-from core.model import registry
 from core.errors import LiverSegError
 from core.inference.segmenter import OOM_NOTE, Segmenter, resolve_device
+from core.model import registry
 from core.model.card import ModelCard
-from tests.helpers.phantom import make_phantom
-from core.scan import Scan
 from core.model.unet import UNet
+from core.scan import Scan
+from tests.helpers.phantom import make_phantom
 
 # Intensities that stand in for the three classes, inside the card's window [-200, 250] HU.
 CLASS_HU = {0: -100.0, 1: 100.0, 2: 250.0}

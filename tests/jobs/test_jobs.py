@@ -1,4 +1,4 @@
-"""core.jobs: start, follow, cancel, crash and restart recovery of background jobs.
+"""core.jobs (records, requests, runner, supervisor): start, follow, cancel, crash and restart recovery of background jobs.
 
 The training is a stand-in (tests/fake_training.py: no torch, a few tenths of a
 second), so every test drives real detached supervisor and training processes.
@@ -17,17 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from core import config, jobs
-
-from core.model import registry
+from core import config
 from core.errors import LiverSegError
-from core.jobs import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, JobRunner, TrainingRequest, last_error,
-                       process_start_time, training_command)
+from core.jobs import processes
+from core.jobs.processes import process_start_time
+from core.jobs.records import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, TrainingRequest, last_error
+from core.jobs.requests import check_request, training_command
+from core.jobs.runner import JobRunner
+from core.model import registry
+from core.model.card import ModelCard
 from core.training.options import RUNNER_OPTIONS, TrainOptions, parse, training_options
 from core.training.progress import best_validation
-from core.model.card import ModelCard
 from tests.helpers import fake_training
 from tests.helpers.fake_training import release
+
 
 @pytest.fixture
 def tiny_model(tmp_path) -> Path:
@@ -48,11 +51,16 @@ def places(tmp_path, monkeypatch) -> Iterator[Path]:
 
 @pytest.fixture
 def runner(places, tiny_model) -> JobRunner:
-    return JobRunner(places / "jobs", slots=1, command=fake_training.command(tiny_model, lambda request: request.options["mode"]))
+    return JobRunner(places / "jobs", slots=1, command=fake_training.command(tiny_model, lambda request: MODES[request.name]))
+
+
+#: The stand-in training's mode by model name (a request carries only real training options).
+MODES: dict[str, str] = {}
 
 
 def submit(runner: JobRunner, mode: str = "succeed", name: str = "liver") -> Job:
-    return runner.submit(TrainingRequest(name=name, data=["cases"], options={"mode": mode}))
+    MODES[name] = mode
+    return runner.submit(TrainingRequest(name=name, data=["cases"]))
 
 
 def wait_until(runner: JobRunner, job: Job, condition, timeout: float = 180) -> Job:
@@ -142,7 +150,7 @@ def test_jobs_queue_one_at_a_time_and_a_queued_job_can_be_cancelled(runner):
 
 def test_one_job_runs_per_gpu_and_sees_only_its_gpu(places, tiny_model, monkeypatch):
     """A simulated two-GPU server: two jobs run at once, each pinned to its GPU; a CPU job is not pinned."""
-    monkeypatch.setattr(jobs, "gpu_count", lambda: 2)
+    monkeypatch.setattr(processes, "gpu_count", lambda: 2)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     runner = JobRunner(places / "jobs", command=fake_training.command(tiny_model, lambda request: "wait"))
     first, second = (wait_until(runner, runner.submit(TrainingRequest(name, ["cases"])), running) for name in ("a", "b"))
@@ -200,22 +208,51 @@ def test_requests_are_checked_before_anything_starts(runner, places):
     assert not (places / "jobs").exists() or list((places / "jobs").iterdir()) == []
 
 
-def test_the_training_command_is_checked_by_the_cli_parser(tmp_path):
-    request = TrainingRequest(name="m", data=["/d1", "/d2"], init="base", device="cuda",
-                              options={"epochs": 3, "patch_size": [32, 32, 32]})
-    command = training_command(request, tmp_path / "m")
+def test_the_training_command_is_written_from_the_checked_typed_options(places):
+    (places / "data" / "more").mkdir()
+    request = check_request(TrainingRequest(name="m", data=["cases", "more"], device="cuda",
+                                            options={"epochs": 3, "patch_size": [32, 32, 32], "lr": 1}))
+    assert request.options == {"epochs": 3, "patch_size": [32, 32, 32], "lr": 1.0}
+    command = training_command(request, places / "m")
     assert command[:4] == [sys.executable, "-m", "core", "train"]
-    assert command[4:] == ["--data", "/d1", "--data", "/d2", "--out", str(tmp_path / "m"), "--epochs", "3",
-                           "--patch-size", "32", "32", "32", "--init", "base", "--accelerator", "gpu", "--devices", "1"]
+    cases, more = str(places / "data" / "cases"), str(places / "data" / "more")
+    assert command[4:] == ["--data", cases, "--data", more, "--out", str(places / "m"), "--epochs", "3", "--lr", "1.0",
+                           "--patch-size", "32", "32", "32", "--accelerator", "cuda", "--devices", "1"]
     options = parse(command[4:])  # the command says exactly what was asked, in the CLI's own terms
-    assert (options.epochs, options.patch_size, options.init, options.devices) == (3, [32, 32, 32], "base", "1")
-    assert training_command(TrainingRequest(name="m", data=["/d"], device="cpu"), tmp_path)[-2:] == ["--accelerator", "cpu"]
-    with pytest.raises(LiverSegError, match="--epochs"):
-        training_command(TrainingRequest(name="m", data=["/d"], options={"epochs": 0}), tmp_path)
-    with pytest.raises(LiverSegError, match="training options"):
-        training_command(TrainingRequest(name="m", data=["/d"], options={"no_such_option": 1}), tmp_path)
-    with pytest.raises(LiverSegError, match="set by the job runner"):
-        training_command(TrainingRequest(name="m", data=["/d"], options={"out": "x"}), tmp_path)
+    assert (options.epochs, options.patch_size, options.accelerator, options.devices) == (3, [32, 32, 32], "cuda", "1")
+    cpu = check_request(TrainingRequest(name="m", data=["cases"], device="cpu"))
+    assert training_command(cpu, places)[-2:] == ["--accelerator", "cpu"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"epochs": 0}, "not a positive whole number"),
+    ({"epochs": "3"}, "takes int values"),
+    ({"epochs": 2.5}, "takes int values"),
+    ({"epochs": True}, "takes int values"),
+    ({"lr": "0.1"}, "takes float values"),
+    ({"patch_size": [32, 32]}, "takes 3 values"),
+    ({"patch_size": 32}, "takes 3 values"),
+    ({"channels": []}, "one value or more"),
+    ({"val": "--resume"}, "may not start with '-'"),
+    ({"exclude": "-x"}, "may not start with '-'"),
+    ({"denoise": "sharpen"}, "choose one of none, gaussian, median"),
+    ({"no_such_option": 1}, "does not exist"),
+    ({"out": "x"}, "set by the job runner"),
+    ({"cache_dir": "/tmp"}, "set by the job runner"),
+])
+def test_every_option_is_checked_as_a_typed_value(places, options, message):
+    with pytest.raises(LiverSegError, match=message):
+        check_request(TrainingRequest(name="m", data=["cases"], options=options))
+
+
+def test_names_and_folders_may_not_start_with_a_dash(places):
+    (places / "data" / "-x").mkdir()
+    with pytest.raises(LiverSegError, match="may not start with '-'"):
+        check_request(TrainingRequest(name="m", data=["-x"]))
+    with pytest.raises(LiverSegError, match="model name"):
+        check_request(TrainingRequest(name="-m", data=["cases"]))
+    with pytest.raises(LiverSegError, match="may not start with '-'"):
+        check_request(TrainingRequest(name="m", data=["cases"], first_stage="--resume"))
 
 
 #: A value other than the default for every option the Train page offers (``training_options()``).
@@ -223,7 +260,7 @@ ASKED = {"val": "1", "exclude": "case9", "epochs": 3, "patches_per_epoch": 7, "s
          "lr": 0.01, "weight_decay": 0.001, "patience": 5, "val_every": 2, "max_minutes": 30.0, "seed": 7,
          "patch_size": [32, 48, 64], "label_probabilities": [0.1, 0.3, 0.6], "augment": 0.5, "synthetic_lesions": 0.25,
          "channels": [4, 8, 16], "spacing": [3.0], "hu_window": [-100.0, 200.0], "roi_margin": 10.0, "denoise": "median",
-         "precision": "32-true", "threads": 1, "num_workers": 0}
+         "precision": "float32", "threads": 1, "num_workers": 0}
 
 
 def test_training_options_come_from_the_cli_definition():

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from core import config
-
-from core.model import registry
 from core.errors import LiverSegError
+from core.model import registry
 from core.model.card import WEIGHTS_FILE, ModelCard
 from core.model.unet import UNet
 

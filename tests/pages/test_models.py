@@ -17,9 +17,9 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Block
 
 from core import config
-
+from core.jobs.records import TrainingRequest
+from core.jobs.runner import JobRunner
 from core.model import registry
-from core.jobs import JobRunner, TrainingRequest
 from core.model.archive import model_archive
 from core.model.card import ModelCard
 from core.training.options import parse

@@ -9,16 +9,14 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core import config
-
 from core.inference import segmenter as inference
-
 from core.model import registry
 from core.model.card import ModelCard
-from tests.helpers.phantom import make_phantom
-from core.segmentation import Segmentation
 from core.model.unet import UNet
+from core.segmentation import Segmentation
 from core.server.uploads import UploadStore
 from tests.helpers.dicom_factory import write_dicom_series
+from tests.helpers.phantom import make_phantom
 
 PAGE = str(config.ROOT / "pages" / "segment.py")
 SHAPE, SPACING = (40, 32, 24), (6.0, 6.0, 8.0)

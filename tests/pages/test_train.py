@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import config, jobs
+from core import config
+from core.jobs import processes, records, runner
 from tests.helpers import fake_training
-
 
 
 @pytest.fixture
@@ -37,9 +37,9 @@ def places(tmp_path, monkeypatch):
 def stand_in(places, monkeypatch):
     """Jobs started from the page run the stand-in training; it waits for ``release`` when the model name says so."""
     model = fake_training.make_model(places / "tiny-model")
-    monkeypatch.setattr(jobs, "training_command",
+    monkeypatch.setattr(runner, "training_command",
                         fake_training.command(model, lambda request: "wait" if "wait" in request.name else "succeed"))
-    monkeypatch.setattr(jobs, "gpu_count", lambda: 0)
+    monkeypatch.setattr(processes, "gpu_count", lambda: 0)
     yield
     fake_training.end_all(places / "jobs")  # a failed test leaves no job behind
 
@@ -55,8 +55,8 @@ def wait_for(page: AppTest, condition, timeout: float = 180) -> AppTest:
     return page
 
 
-def only_job() -> jobs.Job:
-    [job] = jobs.JobRunner().jobs()
+def only_job() -> records.Job:
+    [job] = runner.JobRunner().jobs()
     return job
 
 
@@ -85,14 +85,14 @@ def test_start_follow_and_cancel_a_job(places, stand_in, run_page):
     assert request["options"] == {"epochs": 3}  # only what differs from the CLI defaults
     assert request["data"] == [str(places / "data" / "phantoms")] and request["device"] == "auto"
 
-    page = wait_for(page, lambda: only_job().progress() and only_job().state == jobs.RUNNING)
+    page = wait_for(page, lambda: only_job().progress() and only_job().state == records.RUNNING)
     assert page.subheader[0].value == "wait-model :blue-badge[:material/play_arrow: running]"
     assert len(page.get("plotly_chart")) == 2  # loss and validation Dice curves
     assert "epoch 0 done" in page.code[0].value
     assert [metric.value for metric in page.metric][:4] == ["1 of 2", "0.500", "0.500", "0.250"]
 
     page.button(key=f"cancel-{job.id}").click().run()
-    assert only_job().state == jobs.CANCELLED
+    assert only_job().state == records.CANCELLED
     assert "Cancelled" in page.warning[0].value
     assert page.dataframe[0].value["Status"].tolist() == ["cancelled"]
 
@@ -101,22 +101,22 @@ def test_a_second_job_is_followed_while_it_waits_in_the_queue(places, stand_in, 
     page = run_page("train")
     page.text_input(key="model_name").set_value("wait-first")
     page.button[-1].click().run()
-    page = wait_for(page, lambda: only_job().state == jobs.RUNNING)
+    page = wait_for(page, lambda: only_job().state == records.RUNNING)
     page.text_input(key="model_name").set_value("second")
     page.button[-1].click().run()
     assert not page.exception, page.exception
-    assert page.selectbox(key="followed").value == jobs.JobRunner().jobs()[0].id  # the new job, not the running one
+    assert page.selectbox(key="followed").value == runner.JobRunner().jobs()[0].id  # the new job, not the running one
     assert "Waiting for the running job to finish" in page.info[0].value
-    first = jobs.JobRunner().jobs()[-1]
+    first = runner.JobRunner().jobs()[-1]
     fake_training.release(first)
-    wait_for(page, lambda: all(not job.active for job in jobs.JobRunner().jobs()))
+    wait_for(page, lambda: all(not job.active for job in runner.JobRunner().jobs()))
 
 
 def test_a_finished_job_shows_its_model_and_best_dice(places, stand_in, run_page):
     page = run_page("train")
     page.text_input(key="model_name").set_value("quick")
     page.button[-1].click().run()
-    page = wait_for(page, lambda: only_job().state == jobs.SUCCEEDED)
+    page = wait_for(page, lambda: only_job().state == records.SUCCEEDED)
     assert "registered as **quick**" in page.success[0].value
     row = page.dataframe[0].value.iloc[0]
     assert (row["Status"], row["Registered as"], row["Best liver Dice"]) == ("succeeded", "quick", 0.5)
@@ -141,7 +141,7 @@ def test_a_bad_model_name_is_refused_on_the_page(places, stand_in, run_page):
     page.text_input(key="model_name").set_value("../../etc")
     page.button[-1].click().run()
     assert "model name" in page.error[0].value
-    assert jobs.JobRunner().jobs() == []
+    assert runner.JobRunner().jobs() == []
 
 
 def test_without_labelled_data_the_page_says_what_to_do(places, stand_in, monkeypatch, tmp_path, run_page):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from core.postprocessing.anatomy import anatomy_warnings
-from tests.helpers.phantom import make_phantom
 from core.segmentation import LIVER
+from tests.helpers.phantom import make_phantom
 
 
 @pytest.mark.parametrize("axcodes", ["RAS", "LPS", "SAR"])

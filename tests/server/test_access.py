@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import LiverSegError
 from core.server import access
 from core.server.access import AccessPolicy, LoginThrottle, hash_password, policy_from, verify_password
-from core.errors import LiverSegError
 
 FAST = access.MIN_ITERATIONS  # enough for the format; tests need not pay for 600k rounds
 

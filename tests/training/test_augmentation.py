@@ -7,11 +7,11 @@ import pytest
 import torch
 import torchio as tio
 
-from core.training.augmentation import HYPODENSE_HU, RandomHUShift, SyntheticLesions, augmentation
-from core.model.card import ModelCard
-from tests.helpers.phantom import make_phantom
 from core.inference.preprocessing import preprocessing
+from core.model.card import ModelCard
 from core.segmentation import LESION, LIVER
+from core.training.augmentation import HYPODENSE_HU, RandomHUShift, SyntheticLesions, augmentation
+from tests.helpers.phantom import make_phantom
 
 WINDOW = (-200.0, 250.0)
 

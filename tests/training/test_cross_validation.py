@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from core.training.cross_validation import RESULTS_FILE, THRESHOLDS, choose_threshold, cross_validate, recipe, record_in_card
 from core.errors import LiverSegError
 from core.model.card import ModelCard
 from core.segmentation import LESION, LIVER
+from core.training.cross_validation import RESULTS_FILE, THRESHOLDS, choose_threshold, cross_validate, recipe, record_in_card
 from core.training.options import parse
 from core.training.run import train as train_run
 

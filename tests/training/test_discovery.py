@@ -8,8 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from core.training.discovery import FULL, LIVER_ONLY, discover, licence
 from core.errors import LiverSegError
+from core.training.discovery import FULL, LIVER_ONLY, discover, licence
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest

@@ -6,10 +6,10 @@ import json
 import nibabel as nib
 import numpy as np
 
-from core.viewing.exports import label_map_nifti, metrics_csv, metrics_json
 from core.evaluation.metrics import DETECTION_KEYS, STRUCTURE_KEYS, evaluate
-from tests.helpers.phantom import make_phantom
 from core.segmentation import Segmentation
+from core.viewing.exports import label_map_nifti, metrics_csv, metrics_json
+from tests.helpers.phantom import make_phantom
 
 
 def test_label_map_is_on_the_scans_own_grid(tmp_path):

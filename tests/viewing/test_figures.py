@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from core.viewing.figures import surface_figure
-from tests.helpers.phantom import make_phantom
 from core.viewing.slices import DisplayVolume
+from tests.helpers.phantom import make_phantom
 
 
 @pytest.fixture(scope="module")

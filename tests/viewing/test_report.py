@@ -8,10 +8,10 @@ from PIL import Image
 
 from core.evaluation.lesions import analyse_lesions
 from core.evaluation.metrics import DETECTION_KEYS, STRUCTURE_KEYS, evaluate
-from tests.helpers.phantom import make_phantom
-from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
 from core.segmentation import Segmentation
+from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
 from core.viewing.slices import DisplayVolume
+from tests.helpers.phantom import make_phantom
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers.phantom import make_phantom
 from core.segmentation import LESION, LIVER
 from core.viewing.slice_stack import HOVER_CELLS, MAX_SIDE, MAX_STACK_PIXELS, build_stack, stack_pixel_mm
 from core.viewing.slices import PLANES, THROUGH_AXIS, DisplayVolume, View, render
+from tests.helpers.phantom import make_phantom
 
 SHAPE, SPACING = (40, 32, 24), (6.0, 6.0, 8.0)
 

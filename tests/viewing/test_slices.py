@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers.phantom import BONE_HU, make_phantom
 from core.segmentation import LESION, LIVER
 from core.viewing.slices import (
     AGREE_RGB,
@@ -20,6 +19,7 @@ from core.viewing.slices import (
     render,
     window,
 )
+from tests.helpers.phantom import BONE_HU, make_phantom
 
 SHAPE, SPACING = (40, 32, 24), (6.0, 6.0, 8.0)
 

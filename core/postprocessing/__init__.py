@@ -1,0 +1,1 @@
+"""After inference: cleaning the labels up and warning when the result is anatomically implausible."""

@@ -1,0 +1,1 @@
+"""What every page shares and only draws with: the login guard, session state, caches and upload decoding."""
