@@ -1,12 +1,13 @@
 # Two entry points: `make run` (install, fetch the sample, serve the app) and
-# `make test` (install, fetch the sample, run every test layer).
+# `make test` (install, fetch the sample, lint, run every test layer). `make test-fast` is the
+# inner loop: everything but the slow and end-to-end tests, in about a minute.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 PORT ?= 8501
 
-.PHONY: install sample run test bench clean
+.PHONY: install sample run lint test test-fast bench clean
 
 install: $(STAMP)
 
@@ -23,8 +24,14 @@ sample: install
 run: sample
 	$(VENV)/bin/streamlit run app.py --server.address 0.0.0.0 --server.port $(PORT)
 
-test: sample
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: sample lint
 	$(PY) -m pytest
+
+test-fast: sample
+	$(PY) -m pytest -q -m "not slow and not e2e"
 
 bench: sample
 	$(PY) benchmarks/segment_speed.py

@@ -7,12 +7,11 @@ import functools
 import pandas as pd
 import streamlit as st
 
-from ui.session import require_login
-
 from core.errors import LiverSegError
 from core.jobs.runner import JobRunner
 from core.model import registry
 from core.model.archive import model_archive, model_size_bytes
+from ui.session import require_login
 
 require_login()
 
@@ -53,34 +52,10 @@ def facts_table(mapping: dict) -> None:
         st.code(mapping["command"], language="bash", wrap_lines=True)
 
 
-def headline_metrics(metrics: dict) -> dict[str, float]:
-    """Summary numbers of a card's metrics: numeric values in its ``mean`` (that of its cross-validation when it has
-    one), its ``summary``, or at the top level."""
-    source = (metrics.get("cross_validation") or {}).get("mean") or metrics.get("summary") or metrics.get("mean") or metrics
-    return {key: value for key, value in source.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
-
-
 def metric_label(key: str) -> str:
     """``"liver_dice"`` -> ``"Liver Dice"``."""
     words = key.replace("_", " ").split()
     return " ".join(word.capitalize() if index == 0 or word == "dice" else word for index, word in enumerate(words))
-
-
-def cases_text(data: list) -> str:
-    """``"trained on 3 cases, 1 held out"`` from the card's data records (their ``role``, when given)."""
-    held_out = sum(isinstance(item, dict) and item.get("role") == "validation" for item in data)
-    trained = len(data) - held_out
-    return f"trained on {trained} case{'s' if trained != 1 else ''}" + (f", {held_out} held out" if held_out else "")
-
-
-def grid_text(card) -> str:
-    """``"voxels of 2 × 2 × 2 mm · patches of 64 × 64 × 64 voxels"``."""
-    return (f"voxels of {' × '.join(f'{value:g}' for value in card.spacing_mm)} mm · "
-            f"patches of {' × '.join(str(value) for value in card.patch_size)} voxels")
-
-
-def architecture_text(card) -> str:
-    return f"UNet, channels {card.channels}, {grid_text(card)}; noise reduction: {card.denoise or 'none'}"
 
 
 def size_text(size: int) -> str:
@@ -124,16 +99,14 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
                             st.session_state["models_error"] = str(error)
                         st.rerun()
 
-        training = card.training or {}
-        data = training.get("data")
         facts = [f"created {card.created[:16].replace('T', ' ')}" if card.created else None,
                  size_text(model_size_bytes(card.name)),
-                 cases_text(data) if isinstance(data, list) else None,
+                 card.cases_text(),
                  "two-stage cascade" if card.cascade else None,
-                 grid_text(card),
+                 card.grid_text(),
                  f"HU window {card.hu_window[0]:g} to {card.hu_window[1]:g}"]
         st.caption(" · ".join(fact for fact in facts if fact))
-        headline = headline_metrics(card.metrics or {})
+        headline = card.headline_metrics()
         if headline:
             numbers = st.columns(6)
             for cell, (key, value) in zip(numbers, headline.items()):
@@ -145,7 +118,7 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
             left, right = st.columns(2)
             with left:
                 st.markdown("**Training**" + (" of the second stage" if card.cascade else ""))
-                facts_table(training)
+                facts_table(card.training or {})
                 if card.cascade:
                     st.markdown("**Training of the first stage**")
                     facts_table(card.first_stage.training or {})
@@ -154,9 +127,9 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
                 facts_table(card.metrics or {})
                 st.markdown("**Architecture**")
                 if card.cascade:
-                    st.write(f"First stage, on the whole scan: {architecture_text(card.first_stage)}. It finds the liver; the second "
+                    st.write(f"First stage, on the whole scan: {card.first_stage.architecture_text()}. It finds the liver; the second "
                              f"stage looks only within {card.cascade['roi_margin_mm']:g} mm of what it found.")
-                st.write(f"{'Second stage: ' if card.cascade else ''}{architecture_text(card)}; "
+                st.write(f"{'Second stage: ' if card.cascade else ''}{card.architecture_text()}; "
                          f"labels {', '.join(f'{k} {v}' for k, v in card.labels.items())}")
 
 

@@ -13,8 +13,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui.session import require_login
-
 from core import config
 from core.devices import DEVICES
 from core.errors import LiverSegError
@@ -24,6 +22,7 @@ from core.model import registry
 from core.training import discovery, progress
 from core.training.options import TrainingOption, training_options
 from core.training.progress import END, START, STEP, VALIDATION, events
+from ui.session import require_login
 
 require_login()
 

@@ -95,6 +95,31 @@ class ModelCard:
             problems.append(f"cascade.weights must be {FIRST_STAGE_WEIGHTS_FILE!r}")
         return problems
 
+    def headline_metrics(self) -> dict[str, float]:
+        """The card's summary numbers: numeric values of its ``mean`` (its cross-validation's when it has
+        one), its ``summary``, or its top level."""
+        metrics = self.metrics or {}
+        source = (metrics.get("cross_validation") or {}).get("mean") or metrics.get("summary") or metrics.get("mean") or metrics
+        return {key: value for key, value in source.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+    def cases_text(self) -> str | None:
+        """``"trained on 3 cases, 1 held out"`` from the card's data records (their ``role``), ``None`` without records."""
+        data = (self.training or {}).get("data")
+        if not isinstance(data, list):
+            return None
+        held_out = sum(isinstance(item, dict) and item.get("role") == "validation" for item in data)
+        trained = len(data) - held_out
+        return f"trained on {trained} case{'s' if trained != 1 else ''}" + (f", {held_out} held out" if held_out else "")
+
+    def grid_text(self) -> str:
+        """``"voxels of 2 × 2 × 2 mm · patches of 64 × 64 × 64 voxels"``."""
+        return (f"voxels of {' × '.join(f'{value:g}' for value in self.spacing_mm)} mm · "
+                f"patches of {' × '.join(str(value) for value in self.patch_size)} voxels")
+
+    def architecture_text(self) -> str:
+        """The network and its grid in words, for the Models page."""
+        return f"UNet, channels {self.channels}, {self.grid_text()}; noise reduction: {self.denoise or 'none'}"
+
     @property
     def first_stage(self) -> ModelCard | None:
         """The first stage's card for a cascade, ``None`` for a single-stage model."""
