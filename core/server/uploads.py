@@ -47,7 +47,7 @@ def new_session_id() -> str:
     return secrets.token_hex(16)
 
 
-def sanitize_filename(name: str) -> str:
+def sanitise_filename(name: str) -> str:
     """A safe file name that keeps what the user will recognise: ``../../etc/passwd`` -> ``passwd``.
 
     Drops any folder part (``/`` or ``\\``), leading dots (no hidden files, no ``..``)
@@ -109,7 +109,7 @@ class UploadStore:
         The write is atomic: an interrupted upload or a full disk leaves no partial
         file, and an earlier upload of the same name stays intact until replaced.
         """
-        path = self.session_dir(session_id) / sanitize_filename(name)
+        path = self.session_dir(session_id) / sanitise_filename(name)
         try:
             with atomic_path(path) as temporary:
                 with open(temporary, "wb") as stream:

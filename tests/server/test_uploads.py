@@ -9,7 +9,7 @@ import time
 import pytest
 
 from core.errors import LiverSegError
-from core.server.uploads import UploadStore, new_session_id, sanitize_filename
+from core.server.uploads import UploadStore, new_session_id, sanitise_filename
 
 
 @pytest.fixture
@@ -30,12 +30,12 @@ def store(tmp_path) -> UploadStore:
         ("a/b\x00c;rm -rf.nii", "b_c_rm_-rf.nii"),
     ],
 )
-def test_sanitize_filename(name, expected):
-    assert sanitize_filename(name) == expected
+def test_sanitise_filename(name, expected):
+    assert sanitise_filename(name) == expected
 
 
 def test_long_names_keep_their_suffixes():
-    name = sanitize_filename("x" * 500 + ".nii.gz")
+    name = sanitise_filename("x" * 500 + ".nii.gz")
     assert len(name) <= 120 and name.endswith(".nii.gz")
 
 
