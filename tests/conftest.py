@@ -91,3 +91,10 @@ def phantoms(tmp_path_factory) -> Path:
         nib.save(nib.Nifti1Image(scan.voxels, scan.affine), folder / f"case{seed}.nii.gz")
         nib.save(nib.Nifti1Image(labels, scan.affine), folder / f"case{seed}_seg.nii.gz")
     return folder
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Whole real CT cases take tens of seconds each: every shared-data test is also a slow one."""
+    for item in items:
+        if item.get_closest_marker("shared_data"):
+            item.add_marker(pytest.mark.slow)

@@ -10,7 +10,7 @@ from importlib.metadata import packages_distributions
 from core import config
 
 #: Top-level names that are this project's own code.
-LOCAL = {"core", "pages", "tests", "widgets", "benchmarks", "app"}
+LOCAL = {"core", "pages", "tests", "widgets", "benchmarks", "app", "ui"}
 
 
 def imported_modules() -> set[str]:

@@ -17,6 +17,8 @@ from core import config
 from core.jobs import processes, records, runner
 from tests.helpers import fake_training
 
+pytestmark = pytest.mark.slow  # starts and follows real job processes
+
 
 @pytest.fixture
 def places(tmp_path, monkeypatch):

@@ -16,6 +16,8 @@ from core.training.cross_validation import RESULTS_FILE, THRESHOLDS, choose_thre
 from core.training.options import parse
 from core.training.run import train as train_run
 
+pytestmark = pytest.mark.slow  # trains a model per fold
+
 TINY = ["--patch-size", "32", "32", "32", "--channels", "4", "8", "--patches-per-epoch", "4", "--samples-per-volume", "2",
         "--batch-size", "2", "--threads", "1", "--accelerator", "cpu", "--epochs", "1", "--val", "0"]
 

@@ -25,6 +25,8 @@ from core.training.progress import PROGRESS_FILE
 from core.training.run import split_cases, train
 from tests.helpers.fake_training import TINY
 
+pytestmark = pytest.mark.slow  # real (tiny) training runs
+
 
 def run(*argv: str) -> Path:
     return train(parse(argv))
