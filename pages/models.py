@@ -11,6 +11,7 @@ from core.errors import LiverSegError
 from core.jobs.runner import JobRunner
 from core.model import registry
 from core.model.archive import model_archive, model_size_bytes
+from core.viewing.numbers import cell
 from ui.session import require_login
 
 require_login()
@@ -21,13 +22,6 @@ def scalar(value) -> bool:
     if isinstance(value, list):
         return all(not isinstance(item, (dict, list)) for item in value)
     return not isinstance(value, dict)
-
-
-def cell(value) -> str:
-    """A value as table text: floats to four significant digits, nothing as a dash."""
-    if value is None:
-        return "–"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def facts_table(mapping: dict) -> None:

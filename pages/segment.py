@@ -1,43 +1,31 @@
 """Segment: choose a scan, find the liver and its lesions, look, measure, take the results away.
 
 Widgets and layout only; reading, segmenting, measuring, drawing and exporting
-are ``core``'s. What the session keeps (``st.session_state``):
-
-- ``scan``: the scan being looked at (``Loaded``);
-- ``results``: ``(scan fingerprint, model) -> Shown``, a few at most, so that any
-  view change, and going back to an earlier scan, never runs the model again;
-- ``reference``: the ground truth uploaded for the current scan (``Reference``);
-- ``slice_<plane>``, ``viewer_jump``, ``plane``, ...: the viewer's settings (the slice the browser
-  shows is the browser's own; the page sets it only on a jump).
+are ``core``'s, and what the session keeps is ``ui.state``'s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import config, pipeline
 from core.devices import DEVICES
 from core.errors import LiverSegError
-from core.evaluation.lesions import LesionReport
 from core.imageio import dicom_seg
-from core.imageio.ground_truth import GroundTruth, load_ground_truth
+from core.imageio.ground_truth import load_ground_truth
 from core.imageio.nifti import read_scan
 from core.imageio.sample import SPACING_NOTE
 from core.model import registry
-from core.scan import Scan
-from core.segmentation import Segmentation
 from core.viewing import exports
 from core.viewing.figures import surface_figure
-from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, format_value, html_report, lesion_table, metrics_table
+from core.viewing.numbers import MISSING, cell
+from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
 from core.viewing.slice_stack import build_stack
 from core.viewing.slices import PLANES, WINDOW_PRESETS, DisplayVolume, View, legend
 from ui import caches
 from ui.session import require_login, upload_session
+from ui.state import Loaded, Reference, Shown, keep_result, set_reference, set_scan, shown_result
 from ui.uploads import fingerprint, name_stem, read_upload
 from widgets.slice_viewer import slice_viewer
 
@@ -45,48 +33,6 @@ require_login()
 
 PLANE_NAMES = {"axial": "Axial (from the feet)", "coronal": "Coronal (from the front)", "sagittal": "Sagittal (from the side)"}
 COMPARE_NAMES = {"result": "The model's result", "liver": "Agreement: liver", "lesion": "Agreement: lesions"}
-MAX_RESULTS = 3  # each holds a label map and a display copy of its scan
-MAX_STACKS = 3  # slice stacks kept per result (a plane and its settings each; up to about 10 MB each)
-
-
-@dataclass(frozen=True, eq=False)
-class Loaded:
-    """The scan on the page: ``key`` fingerprints its file's bytes."""
-
-    key: str
-    scan: Scan
-    name: str
-    sample: bool
-
-
-@dataclass(eq=False)
-class Shown:
-    """One pipeline result and what the page derives from it for showing, each made once."""
-
-    result: pipeline.Result
-    volume: DisplayVolume
-    metrics: dict[str, dict] = field(default_factory=dict)  # reference key -> pipeline.Result.score()
-    surface: go.Figure | None = None
-    stacks: dict[tuple, tuple] = field(default_factory=dict)  # (plane, View, reference key) -> (payload, shown mm, native mm)
-
-    @property
-    def segmentation(self) -> Segmentation:
-        return self.result.segmentation
-
-    @property
-    def lesions(self) -> LesionReport:
-        return self.result.lesions
-
-
-@dataclass(eq=False)
-class Reference:
-    """Ground truth for the scan ``scan_key``, in file order and (once a result exists) canonical order."""
-
-    scan_key: str
-    key: str
-    name: str
-    truth: GroundTruth
-    canonical: np.ndarray | None = None
 
 
 def _choose_scan() -> None:
@@ -106,23 +52,16 @@ def _choose_scan() -> None:
                 raise LiverSegError("the sample scan is not installed on this server; run `make sample` (or `python -m core sample`) once")
             with st.spinner("Reading the sample scan…"):
                 data = config.SAMPLE_SCAN.read_bytes()
-                _set_scan(Loaded(fingerprint(data), read_scan(config.SAMPLE_SCAN), "LiTS case 117 (sample)", sample=True))
+                set_scan(Loaded(fingerprint(data), read_scan(config.SAMPLE_SCAN), "LiTS case 117 (sample)", sample=True))
         elif uploaded is not None and uploaded.file_id != st.session_state.get("scan_upload_id"):
             st.session_state["scan_upload_id"] = uploaded.file_id
             with st.spinner(f"Reading {uploaded.name}…"):
                 scan, key = read_upload(uploaded, read_scan)
-            _set_scan(Loaded(key, scan, uploaded.name, sample=False))
+            set_scan(Loaded(key, scan, uploaded.name, sample=False))
     except LiverSegError as error:
         st.session_state["scan_error"] = str(error)
     if st.session_state.get("scan_error"):
         st.error(st.session_state["scan_error"], icon=":material/error:")
-
-
-def _set_scan(loaded: Loaded) -> None:
-    st.session_state["scan"] = loaded
-    st.session_state.pop("scan_error", None)
-    if st.session_state.get("reference") and st.session_state["reference"].scan_key != loaded.key:
-        del st.session_state["reference"]  # a reference belongs to one scan
 
 
 def _describe(loaded: Loaded) -> None:
@@ -144,13 +83,13 @@ def _choose_reference(loaded: Loaded) -> None:
         try:
             if use_sample_labels:
                 data = config.SAMPLE_LABELS.read_bytes()
-                _set_reference(Reference(loaded.key, fingerprint(data), "LiTS 117 expert labels",
+                set_reference(Reference(loaded.key, fingerprint(data), "LiTS 117 expert labels",
                                          load_ground_truth(config.SAMPLE_LABELS, loaded.scan)))
             elif uploaded is not None and uploaded.file_id != st.session_state.get("reference_upload_id"):
                 st.session_state["reference_upload_id"] = uploaded.file_id
                 with st.spinner(f"Reading {uploaded.name}…"):
                     truth, key = read_upload(uploaded, lambda path: load_ground_truth(path, loaded.scan))
-                _set_reference(Reference(loaded.key, key, uploaded.name, truth))
+                set_reference(Reference(loaded.key, key, uploaded.name, truth))
         except LiverSegError as error:
             st.session_state["reference_error"] = str(error)
         if st.session_state.get("reference_error"):
@@ -160,11 +99,6 @@ def _choose_reference(loaded: Loaded) -> None:
             st.success(f"Reference: {reference.name}", icon=":material/check_circle:")
             for warning in reference.truth.warnings:
                 st.warning(warning)
-
-
-def _set_reference(reference: Reference) -> None:
-    st.session_state["reference"] = reference
-    st.session_state.pop("reference_error", None)
 
 
 def _model_settings() -> tuple[str | None, str]:
@@ -203,10 +137,7 @@ def _segment(loaded: Loaded, model: str, device: str) -> Shown | None:
         return None
     finally:
         bar.empty()
-    results = st.session_state.setdefault("results", {})
-    results[(loaded.key, model)] = result
-    while len(results) > MAX_RESULTS:
-        del results[next(iter(results))]
+    keep_result(loaded.key, model, result)
     return result
 
 
@@ -214,7 +145,7 @@ def _headline(loaded: Loaded, result: Shown) -> None:
     segmentation, lesions = result.segmentation, result.lesions
     liver, burden, count = st.columns(3)
     liver.metric("Liver volume", f"{lesions.liver_ml:,.0f} mL", help="Liver including its lesions.", border=True)
-    burden.metric("Tumour burden", "–" if lesions.burden_pct is None else f"{lesions.burden_pct:.1f} %",
+    burden.metric("Tumour burden", MISSING if lesions.burden_pct is None else f"{lesions.burden_pct:.1f} %",
                   help="Volume of all lesions as a share of the liver volume.", border=True)
     count.metric("Lesions found", len(lesions.lesions), help="Separate lesions (possible tumours) in the liver.", border=True)
     device = {"cuda": "GPU"}.get(segmentation.device, segmentation.device.upper() or "?")
@@ -291,13 +222,13 @@ def _viewer(result: Shown, volume: DisplayVolume, reference_key: str | None) -> 
     view = View(width=width, level=level, opacity=opacity, liver=show_liver, lesions=show_lesions, reference=show_reference,
                 compare=None if showing_result else compare)
     stack_key = (plane, view, reference_key)
-    if stack_key not in result.stacks:
+
+    def build() -> tuple:
         with st.spinner("Preparing the slices…"):
             stack = build_stack(volume, plane, view)
-            result.stacks[stack_key] = (stack.payload(), stack.pixel_mm if stack.downsampled else None, stack.native_mm)
-        while len(result.stacks) > MAX_STACKS:
-            del result.stacks[next(iter(result.stacks))]
-    payload, shown_mm, native_mm = result.stacks[stack_key]
+            return stack.payload(), stack.pixel_mm if stack.downsampled else None, stack.native_mm
+
+    payload, shown_mm, native_mm = result.stack(stack_key, build)
     with picture:
         slice_viewer(payload, stack_id=f"{st.session_state['viewer_for']}:{hash(stack_key)}", title=PLANE_NAMES[plane],
                      start=st.session_state[f"slice_{plane}"] - 1, jump=str(st.session_state["viewer_jump"]))
@@ -357,7 +288,7 @@ def _comparison(result: Shown, reference: Reference) -> None:
 
 def _words_table(rows: list[dict]) -> pd.DataFrame:
     """Rows of numbers and explanations as text (st.table wraps the explanations), indexed by the measure's name."""
-    return pd.DataFrame([{key: value if key in ("Measure", "What it means") else format_value(value) for key, value in row.items()}
+    return pd.DataFrame([{key: value if key in ("Measure", "What it means") else cell(value) for key, value in row.items()}
                          for row in rows]).set_index("Measure")
 
 
@@ -418,7 +349,7 @@ def main() -> None:
     model, device = _model_settings()
     if model is None:
         return
-    result = st.session_state.get("results", {}).get((loaded.key, model))
+    result = shown_result(loaded.key, model)
     if result is None:
         start = st.empty()
         if not start.button("Find the liver and lesions", type="primary", icon=":material/play_arrow:"):

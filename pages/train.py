@@ -16,12 +16,14 @@ import streamlit as st
 from core import config
 from core.devices import DEVICES
 from core.errors import LiverSegError
-from core.jobs import processes, records
+from core.jobs import processes
+from core.jobs.records import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, TrainingRequest
 from core.jobs.runner import JobRunner
 from core.model import registry
 from core.training import discovery, progress
 from core.training.options import TrainingOption, training_options
 from core.training.progress import END, START, STEP, VALIDATION, events
+from core.viewing.numbers import MISSING, number
 from ui.session import require_login
 
 require_login()
@@ -29,11 +31,11 @@ require_login()
 #: How often the job panel refreshes itself while a job is queued or running (s).
 REFRESH_S = 2.0
 STATE_BADGES = {
-    records.QUEUED: ":gray-badge[:material/schedule: queued]",
-    records.RUNNING: ":blue-badge[:material/play_arrow: running]",
-    records.SUCCEEDED: ":green-badge[:material/check: succeeded]",
-    records.FAILED: ":red-badge[:material/error: failed]",
-    records.CANCELLED: ":orange-badge[:material/block: cancelled]",
+    QUEUED: ":gray-badge[:material/schedule: queued]",
+    RUNNING: ":blue-badge[:material/play_arrow: running]",
+    SUCCEEDED: ":green-badge[:material/check: succeeded]",
+    FAILED: ":red-badge[:material/error: failed]",
+    CANCELLED: ":orange-badge[:material/block: cancelled]",
 }
 
 runner = JobRunner()
@@ -50,9 +52,9 @@ def duration(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def fraction_done(job: records.Job, records: list[dict]) -> tuple[float, float | None]:
+def fraction_done(job: Job, records: list[dict]) -> tuple[float, float | None]:
     """Fraction of the run done and the seconds left."""
-    return (1.0, 0.0) if job.state == records.SUCCEEDED else progress.fraction_done(records)
+    return (1.0, 0.0) if job.state == SUCCEEDED else progress.fraction_done(records)
 
 
 def latest(records: list[dict], key: str, form: str) -> str:
@@ -60,7 +62,7 @@ def latest(records: list[dict], key: str, form: str) -> str:
     for record in reversed(records):
         if isinstance(record.get(key), (int, float)):
             return form.format(record[key])
-    return "–"
+    return MISSING
 
 
 def loss_figure(records: list[dict]) -> go.Figure:
@@ -91,16 +93,16 @@ def ended_summary(job_id: str, ended: str) -> dict[str, float]:
     return progress.best_validation(runner.job(job_id).progress())
 
 
-def summary(job: records.Job) -> dict[str, float]:
+def summary(job: Job) -> dict[str, float]:
     return progress.best_validation(job.progress()) if job.active else ended_summary(job.id, job.ended or "")
 
 
-def job_label(job: records.Job) -> str:
+def job_label(job: Job) -> str:
     # No state here: a selectbox keeps the labels it was first given while its options stay the same.
     return f"{job.name} · submitted {job.created[:19].replace('T', ' ')}"
 
 
-def jobs_table(all_jobs: list[records.Job]) -> None:
+def jobs_table(all_jobs: list[Job]) -> None:
     rows = []
     for job in all_jobs:
         best = summary(job)
@@ -113,7 +115,7 @@ def jobs_table(all_jobs: list[records.Job]) -> None:
         "Best lesion Dice": st.column_config.NumberColumn(format="%.3f")})
 
 
-def follow(job: records.Job) -> None:
+def follow(job: Job) -> None:
     """Status, progress, curves, log and Cancel of one job."""
     records = job.progress()
     left, right = st.columns([3, 1], vertical_alignment="center")
@@ -122,20 +124,20 @@ def follow(job: records.Job) -> None:
         with st.spinner("Stopping the training…"):
             runner.cancel(job.id)
         st.rerun()
-    if job.state == records.QUEUED:
+    if job.state == QUEUED:
         st.info("Waiting for the running job to finish: one job trains at a time on each GPU (one on a CPU-only server).")
-    elif job.state == records.FAILED:
+    elif job.state == FAILED:
         st.error(f"Failed: {job.reason}")
-    elif job.state == records.CANCELLED:
+    elif job.state == CANCELLED:
         st.warning(f"Cancelled: {job.reason}. No model was registered.")
-    elif job.state == records.SUCCEEDED:
+    elif job.state == SUCCEEDED:
         ending = events(records, END)
         how = f" ({ending[-1]['status']})" if ending and ending[-1].get("status") not in (None, "finished") else ""
         st.success(f"Finished{how}. The model is registered as **{job.model}**: see the Models page to make it the default.")
     started = events(records, START)
     if started:
         first = started[-1]
-        st.caption(f"Training on {', '.join(first.get('train_cases') or []) or '–'} · validating on "
+        st.caption(f"Training on {', '.join(first.get('train_cases') or []) or MISSING} · validating on "
                    f"{', '.join(first.get('val_cases') or []) or 'no held-out case'} · {first.get('accelerator', '?')} "
                    f"× {first.get('devices', '?')} ({first.get('precision', '?')})")
     if not job.started:
@@ -151,11 +153,11 @@ def follow(job: records.Job) -> None:
         cells = st.columns(5)
         epochs = events(records, START)[-1].get("max_epochs") if events(records, START) else None
         seen = [r["epoch"] for r in steps + events(records, VALIDATION) if isinstance(r.get("epoch"), int)]
-        epoch = f"{max(seen) + 1}" if seen else "–"  # counted from 1, as on the Dice curve
+        epoch = f"{max(seen) + 1}" if seen else MISSING  # counted from 1, as on the Dice curve
         cells[0].metric("Epoch", f"{epoch} of {epochs}" if seen and epochs else epoch)
         cells[1].metric("Loss", latest(steps, "loss", "{:.3f}"))
-        cells[2].metric("Best liver Dice", f"{best['liver_dice']:.3f}" if "liver_dice" in best else "–")
-        cells[3].metric("Best lesion Dice", f"{best['lesion_dice']:.3f}" if "lesion_dice" in best else "–")
+        cells[2].metric("Best liver Dice", number(best.get("liver_dice")))
+        cells[3].metric("Best lesion Dice", number(best.get("lesion_dice")))
         cells[4].metric("Patches / s", latest(steps, "patches_per_s", "{:.1f}"))
         curves = st.columns(2)
         curves[0].plotly_chart(loss_figure(records), width="stretch", key=f"loss-{job.id}")
@@ -180,7 +182,7 @@ def jobs_panel(polling: bool) -> None:
     if st.session_state.get("follow_next") in by_id:  # a job just submitted (the selectbox's own key is not settable then)
         st.session_state["followed"] = st.session_state.pop("follow_next")
     if st.session_state.get("followed") not in by_id:
-        running = [job for job in all_jobs if job.state == records.RUNNING]
+        running = [job for job in all_jobs if job.state == RUNNING]
         st.session_state["followed"] = (running or all_jobs)[0].id
     followed = st.selectbox("Job", list(by_id), format_func=lambda job_id: job_label(by_id[job_id]), key="followed")
     with st.container(border=True):
@@ -309,7 +311,7 @@ def new_job_form() -> None:
         options = {option.name: value for option, value in values
                    if changed(option, value) and not (init and option.group.startswith("model"))}
         try:
-            job = runner.submit(records.TrainingRequest(name=name.strip(), data=[str(choice.folder) for choice in selected],
+            job = runner.submit(TrainingRequest(name=name.strip(), data=[str(choice.folder) for choice in selected],
                                                      init=init, device=device, options=options,
                                                      first_stage=None if init else first_stage))
         except LiverSegError as error:

@@ -10,6 +10,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from core.atomic import atomic_path
 from core.training.progress import START, STEP, VALIDATION, ProgressLog
+from core.viewing.numbers import number
 
 
 class ProgressCallback(Callback):
@@ -42,10 +43,10 @@ class ProgressCallback(Callback):
         if result is None or trainer.sanity_checking:
             return
         self.progress_log.record(VALIDATION, epoch=trainer.current_epoch, step=trainer.global_step, **result)
-        cases = ", ".join(f"{name} {dice_text(v['liver_dice'])}/{dice_text(v['lesion_dice'])}"
+        cases = ", ".join(f"{name} {number(v['liver_dice'])}/{number(v['lesion_dice'])}"
                           for name, v in sorted(result["cases"].items()))
-        self.progress_log.say(f"epoch {trainer.current_epoch} validation: liver Dice {dice_text(result['liver_dice'])}, "
-                     f"lesion Dice {dice_text(result['lesion_dice'])}, "
+        self.progress_log.say(f"epoch {trainer.current_epoch} validation: liver Dice {number(result['liver_dice'])}, "
+                     f"lesion Dice {number(result['lesion_dice'])}, "
                      f"score {result['score']:.3f}{' (best)' if result['best'] else ''} [{cases}] {result['seconds']:.0f} s")
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_index) -> None:
@@ -75,11 +76,6 @@ class ProgressCallback(Callback):
                      f"(Dice {means['dice_loss']:.4f}, CE {means['ce_loss']:.4f}) lr {lr:.2e} "
                      f"{throughput:.2f} patches/s, {fraction:.0%} done" + (f", ETA {eta / 60:.1f} min" if eta else ""))
         self._reset()
-
-
-def dice_text(value: float | None) -> str:
-    """A Dice for a log line: three decimals, or "n/a" where it is not defined."""
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

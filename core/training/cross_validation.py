@@ -39,6 +39,7 @@ from core.postprocessing.cleanup import drop_unconfident_lesions
 from core.segmentation import LESION
 from core.training.discovery import Case, discover, sha256
 from core.training.options import parse
+from core.viewing.numbers import number
 
 #: Lesion-confidence thresholds tried on the out-of-fold predictions.
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.3, 0.951, 0.05))
@@ -227,14 +228,10 @@ def _mean(values) -> float | None:
     return float(np.mean(numbers)) if numbers else None
 
 
-def _cell(value, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-
-
 def format_row(row: dict) -> str:
-    return (f"{row['case']}: liver Dice {_cell(row['liver_dice'])}, HD95 {_cell(row['liver_hd95_mm'], 1)} mm, "
-            f"lesion Dice {_cell(row['lesion_dice'])}, recall {_cell(row['lesion_recall'], 2)}, "
-            f"precision {_cell(row['lesion_precision'], 2)}")
+    return (f"{row['case']}: liver Dice {number(row['liver_dice'])}, HD95 {number(row['liver_hd95_mm'], 1)} mm, "
+            f"lesion Dice {number(row['lesion_dice'])}, recall {number(row['lesion_recall'], 2)}, "
+            f"precision {number(row['lesion_precision'], 2)}")
 
 
 def markdown_table(results: dict) -> str:
@@ -243,9 +240,9 @@ def markdown_table(results: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for row in results["cases"]:
         lesions = "n/a (liver-only label)" if row["reference_lesions"] is None else f"{row['reference_lesions']} / {row['predicted_lesions']}"
-        lines.append(f"| {row['case']} | {', '.join(row['trained_on'])} | {_cell(row['liver_dice'])} | "
-                     f"{_cell(row['liver_hd95_mm'], 1)} | {_cell(row['lesion_dice'])} | {_cell(row['lesion_recall'], 2)} | "
-                     f"{_cell(row['lesion_precision'], 2)} | {lesions} |")
+        lines.append(f"| {row['case']} | {', '.join(row['trained_on'])} | {number(row['liver_dice'])} | "
+                     f"{number(row['liver_hd95_mm'], 1)} | {number(row['lesion_dice'])} | {number(row['lesion_recall'], 2)} | "
+                     f"{number(row['lesion_precision'], 2)} | {lesions} |")
     return "\n".join(lines)
 
 

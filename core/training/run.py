@@ -38,12 +38,13 @@ from core.errors import LiverSegError
 from core.model.card import CARD_FILE, FIRST_STAGE_WEIGHTS_FILE, ModelCard
 from core.model.unet import UNet
 from core.training.augmentation import describe
-from core.training.callbacks import AtomicCheckpointIO, ProgressCallback, dice_text
+from core.training.callbacks import AtomicCheckpointIO, ProgressCallback
 from core.training.datamodule import CaseDataModule
 from core.training.discovery import Case, discover, licence, sha256
 from core.training.module import LiverSegModule, summarise
 from core.training.options import TrainOptions
 from core.training.progress import END, ProgressLog
+from core.viewing.numbers import number
 
 CHECKPOINT_DIR = "checkpoints"
 BEST, LAST = "best", "last"
@@ -74,11 +75,11 @@ def split_cases(cases: list[Case], val: str, seed: int) -> tuple[list[Case], lis
         held_out = [case for case in cases if case.name in wanted]
     else:
         try:
-            number = float(val)
+            share = float(val)
         except ValueError:
             raise LiverSegError(f"--val {val!r}: give a fraction (0.2), a count (3) or case names separated by commas") from None
-        count = round(number * len(cases)) if "." in val else int(number)
-        if number > 0 and len(cases) > 1:
+        count = round(share * len(cases)) if "." in val else int(share)
+        if share > 0 and len(cases) > 1:
             count = max(1, count)
         shuffled = sorted(cases, key=lambda case: case.name)
         random.Random(seed).shuffle(shuffled)
@@ -328,7 +329,7 @@ def train(options: TrainOptions) -> Path:
         held_out = evaluate_held_out(network, card, val_cases, device="cuda" if hardware["accelerator"] == "cuda" else "cpu",
                                      first_stage=first_stage_network)
         for name, scores in held_out.items():
-            log.say(f"held out {name}: liver Dice {dice_text(scores['liver_dice'])}, lesion Dice {dice_text(scores['lesion_dice'])}")
+            log.say(f"held out {name}: liver Dice {number(scores['liver_dice'])}, lesion Dice {number(scores['lesion_dice'])}")
         card.metrics = {
             "measured_on": "held-out validation cases, never trained on: each scan segmented by core.pipeline "
                            "(preprocessing, sliding window, post-processing) with the best epoch's weights and scored "

@@ -14,6 +14,7 @@ import html
 from core.evaluation.lesions import LesionReport
 from core.evaluation.metrics import DETECTION_KEYS, STRUCTURE_KEYS
 from core.segmentation import Segmentation
+from core.viewing.numbers import MISSING, cell
 from core.viewing.slices import PLANES, DisplayVolume, View, legend, render
 
 #: The report lists the largest lesions only, so that it stays one page.
@@ -62,7 +63,7 @@ def lesion_table(report: LesionReport) -> list[dict]:
             LESION_HEADINGS["volume_ml"]: row["volume_ml"],
             LESION_HEADINGS["longest_axial_diameter_mm"]: row["longest_axial_diameter_mm"],
             LESION_HEADINGS["mean_hu"]: row["mean_hu"],
-            LESION_HEADINGS["confidence"]: "–" if row["confidence"] is None else row["confidence"],
+            LESION_HEADINGS["confidence"]: MISSING if row["confidence"] is None else row["confidence"],
             LESION_HEADINGS["slices"]: f"{row['first_slice'] + 1}–{row['last_slice'] + 1}",
         }
         for row in report.rows()
@@ -90,16 +91,7 @@ def detection_table(metrics: dict) -> list[dict]:
     ]
 
 
-def format_value(value) -> str:
-    """A table cell: counts as they are, scores to 3 decimals, millimetres and millilitres above 100 to 1, "–" for undefined."""
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
-    return str(value)
-
-
-def _table(rows: list[dict], cell=format_value) -> str:
+def _table(rows: list[dict], cell=cell) -> str:
     if not rows:
         return "<p>None.</p>"
     head = "".join(f"<th>{html.escape(str(key))}</th>" for key in rows[0])
@@ -138,13 +130,13 @@ def html_report(
     )
     rows = lesion_table(lesions)
     more = len(rows) - MAX_REPORT_LESIONS
-    burden = "–" if lesions.burden_pct is None else f"{lesions.burden_pct:.1f} %"
+    burden = MISSING if lesions.burden_pct is None else f"{lesions.burden_pct:.1f} %"
     seconds = sum(segmentation.seconds.values())
     facts = [
         ("Scan", scan.source or "uploaded scan"),
         ("Grid", f"{' × '.join(map(str, scan.shape))} voxels of {' × '.join(f'{s:.2f}' for s in scan.spacing)} mm"),
-        ("Model", segmentation.model or "–"),
-        ("Run", f"{segmentation.device.upper() or '–'}, {seconds:.1f} s"),
+        ("Model", segmentation.model or MISSING),
+        ("Run", f"{segmentation.device.upper() or MISSING}, {seconds:.1f} s"),
         ("Report made", datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
     ]
     sections = [

@@ -1,9 +1,9 @@
 """core.server.access: password hashing, the policy from environment and secrets, the login throttle."""
 
-from pathlib import Path
 
 import pytest
 
+from core import config
 from core.errors import LiverSegError
 from core.server import access
 from core.server.access import AccessPolicy, LoginThrottle, hash_password, policy_from, verify_password
@@ -143,7 +143,7 @@ def test_hash_password_command_refuses_an_empty_password(monkeypatch, capsys):
 
 # The gate in app.py, run by Streamlit's AppTest (no browser; tests/e2e/test_access.py has the real one).
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+APP = str(config.ROOT / "app.py")
 
 
 def run_app(monkeypatch, **env: str):

@@ -29,8 +29,8 @@ def train(*argv: str):
 @pytest.fixture(scope="module")
 def cascade(phantoms, tmp_path_factory):
     root = tmp_path_factory.mktemp("cv")
-    coarse = train("--data", str(phantoms), "--out", str(root / "coarse"), "--spacing", "12", *TINY)
-    return train("--data", str(phantoms), "--out", str(root / "cascade"), "--spacing", "6", "--first-stage", str(coarse), *TINY)
+    first = train("--data", str(phantoms), "--out", str(root / "first_stage"), "--spacing", "12", *TINY)
+    return train("--data", str(phantoms), "--out", str(root / "cascade"), "--spacing", "6", "--first-stage", str(first), *TINY)
 
 
 def test_every_case_is_held_out_once_by_a_model_trained_without_it(cascade, phantoms, tmp_path):
@@ -39,7 +39,7 @@ def test_every_case_is_held_out_once_by_a_model_trained_without_it(cascade, phan
     assert [row["case"] for row in results["cases"]] == ["case0", "case1", "case2"]
     for row in results["cases"]:
         assert row["case"] not in row["trained_on"] and len(row["trained_on"]) == 2
-        fold = ModelCard.load(tmp_path / "work" / row["case"] / "cascade")
+        fold = ModelCard.load(tmp_path / "work" / row["case"] / "second_stage")
         assert fold.training["split"]["excluded"] == [row["case"]] and fold.cascade is not None
         assert fold.first_stage.spacing_mm == [12.0, 12.0, 12.0] and 0 <= row["liver_dice"] <= 1
     assert results["cases"][2]["lesion_dice"] is None  # case2 has a liver-only label
@@ -60,10 +60,10 @@ def test_every_case_is_held_out_once_by_a_model_trained_without_it(cascade, phan
 
 
 def test_the_recipe_is_each_stages_recorded_command(cascade, phantoms):
-    coarse, fine = recipe(ModelCard.load(cascade), [phantoms])
-    assert "--spacing" in coarse and coarse[coarse.index("--spacing") + 1] == "12.0"
-    assert "--first-stage" in fine
-    assert fine[fine.index("--data") + 1] == str(phantoms.resolve())  # the card's folder name, found here
+    first, second = recipe(ModelCard.load(cascade), [phantoms])
+    assert "--spacing" in first and first[first.index("--spacing") + 1] == "12.0"
+    assert "--first-stage" in second
+    assert second[second.index("--data") + 1] == str(phantoms.resolve())  # the card's folder name, found here
 
 
 def test_a_data_folder_the_recipe_names_must_be_given(cascade, tmp_path):

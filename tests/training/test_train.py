@@ -126,7 +126,7 @@ def test_tiny_training_writes_a_loadable_model_card_and_progress(phantoms, tmp_p
     assert {d["case"]: (d["data_folder"], d["image"], d["label"]) for d in training["data"]}["case2"] == (
         phantoms.name, "case2.nii.gz", "case2_seg.nii.gz")
     assert set(card.metrics["cases"]) == {"case0"} and 0 <= card.metrics["mean"]["liver_dice"] <= 1
-    assert "core.inference.segmenter" in card.metrics["measured_on"] and card.metrics["cases"]["case0"]["lesion_dice"] is not None
+    assert "core.pipeline" in card.metrics["measured_on"] and card.metrics["cases"]["case0"]["lesion_dice"] is not None
     assert set(card.metrics["during_training"]["cases"]) == {"case0"}
     events = records(out)
     assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "end"
@@ -198,13 +198,13 @@ def test_exclude_leaves_a_case_out_of_training_and_validation(phantoms, tmp_path
         run("--data", str(phantoms), "--out", str(tmp_path / "x"), "--exclude", "case9", *TINY)
 
 
-def test_coarse_makes_a_cascade_that_carries_its_first_stage(phantoms, tmp_path, monkeypatch, machine_paths):
-    coarse = run("--data", str(phantoms), "--out", str(tmp_path / "coarse"), "--val", "0", "--epochs", "1",
+def test_first_stage_makes_a_cascade_that_carries_it(phantoms, tmp_path, monkeypatch, machine_paths):
+    first = run("--data", str(phantoms), "--out", str(tmp_path / "first"), "--val", "0", "--epochs", "1",
                  "--cache-dir", str(tmp_path / "cache"), *TINY[:-4], "--spacing", "12", "--accelerator", "cpu")
     fine = run("--data", str(phantoms), "--out", str(tmp_path / "cascade"), "--val", "case0", "--epochs", "1",
-               "--first-stage", str(coarse), "--roi-margin", "15", "--cache-dir", str(tmp_path / "cache"), *TINY)
+               "--first-stage", str(first), "--roi-margin", "15", "--cache-dir", str(tmp_path / "cache"), *TINY)
     card = ModelCard.load(fine)
-    assert machine_paths(asdict(card)) == [] and card.training["options"]["first_stage"] == "coarse"
+    assert machine_paths(asdict(card)) == [] and card.training["options"]["first_stage"] == "first"
     assert card.cascade["roi_margin_mm"] == 15 and card.first_stage.spacing_mm == [12.0, 12.0, 12.0]
     assert card.spacing_mm == [6.0, 6.0, 6.0] and (fine / "first_stage.pt").is_file()
     assert "case0" in card.metrics["cases"]  # held-out scoring ran through the cascade

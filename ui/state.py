@@ -1,0 +1,101 @@
+"""What the Segment page keeps between reruns (``st.session_state``), and the rules for keeping it.
+
+- ``scan``: the scan being looked at (``Loaded``);
+- ``results``: ``(scan fingerprint, model) -> Shown``, a few at most, so that any view change,
+  and going back to an earlier scan, never runs the model again;
+- ``reference``: the ground truth uploaded for the current scan (``Reference``);
+- ``slice_<plane>``, ``viewer_jump``, ``plane``, ...: the viewer's settings (the slice the browser
+  shows is the browser's own; the page sets it only on a jump).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import pipeline
+from core.evaluation.lesions import LesionReport
+from core.imageio.ground_truth import GroundTruth
+from core.scan import Scan
+from core.segmentation import Segmentation
+from core.viewing.slices import DisplayVolume
+
+MAX_RESULTS = 3  # each holds a label map and a display copy of its scan
+MAX_STACKS = 3  # slice stacks kept per result (a plane and its settings each; up to about 10 MB each)
+
+
+@dataclass(frozen=True, eq=False)
+class Loaded:
+    """The scan on the page: ``key`` fingerprints its file's bytes."""
+
+    key: str
+    scan: Scan
+    name: str
+    sample: bool
+
+
+@dataclass(eq=False)
+class Shown:
+    """One pipeline result and what the page derives from it for showing, each made once."""
+
+    result: pipeline.Result
+    volume: DisplayVolume
+    metrics: dict[str, dict] = field(default_factory=dict)  # reference key -> pipeline.Result.score()
+    surface: go.Figure | None = None
+    stacks: dict[tuple, tuple] = field(default_factory=dict)  # (plane, View, reference key) -> (payload, shown mm, native mm)
+
+    @property
+    def segmentation(self) -> Segmentation:
+        return self.result.segmentation
+
+    @property
+    def lesions(self) -> LesionReport:
+        return self.result.lesions
+
+    def stack(self, key: tuple, build: Callable[[], tuple]) -> tuple:
+        """The slice stack for ``key``, built by ``build()`` the first time; the oldest go beyond ``MAX_STACKS``."""
+        if key not in self.stacks:
+            self.stacks[key] = build()
+            while len(self.stacks) > MAX_STACKS:
+                del self.stacks[next(iter(self.stacks))]
+        return self.stacks[key]
+
+
+@dataclass(eq=False)
+class Reference:
+    """Ground truth for the scan ``scan_key``, in file order and (once a result exists) canonical order."""
+
+    scan_key: str
+    key: str
+    name: str
+    truth: GroundTruth
+    canonical: np.ndarray | None = None
+
+
+def set_scan(loaded: Loaded) -> None:
+    st.session_state["scan"] = loaded
+    st.session_state.pop("scan_error", None)
+    if st.session_state.get("reference") and st.session_state["reference"].scan_key != loaded.key:
+        del st.session_state["reference"]  # a reference belongs to one scan
+
+
+def set_reference(reference: Reference) -> None:
+    st.session_state["reference"] = reference
+    st.session_state.pop("reference_error", None)
+
+
+def shown_result(scan_key: str, model: str) -> Shown | None:
+    """The result already made for this scan and model in this session, if it is still kept."""
+    return st.session_state.get("results", {}).get((scan_key, model))
+
+
+def keep_result(scan_key: str, model: str, shown: Shown) -> None:
+    """Keep ``shown`` for this scan and model; the oldest go beyond ``MAX_RESULTS``."""
+    results = st.session_state.setdefault("results", {})
+    results[(scan_key, model)] = shown
+    while len(results) > MAX_RESULTS:
+        del results[next(iter(results))]
