@@ -1,8 +1,8 @@
-"""LiverSeg engine: liver and liver-lesion segmentation of abdominal CT.
+"""LiverSeg engine: liver and liver-lesion segmentation of abdominal CT, importable without Streamlit.
 
-Importable without Streamlit. Data takes one path:
-read (``core.imageio.nifti``) -> preprocess (``core.inference.preprocessing``) -> predict
-(``core.inference.segmenter``) -> post-process (``core.postprocessing.cleanup``) -> export
-(``core.imageio.nifti``), with ``core.evaluation.lesions``, ``core.evaluation.metrics`` and ``core.viewing.figures``
-reading the result.
+Each folder is a stage, and data takes one path through them: read (``core.imageio``) ->
+``core.pipeline.run``: segment (``core.inference``, ``core.postprocessing``), measure and score
+(``core.evaluation``) -> write and show (``core.imageio``, ``core.viewing``). ``core.model``
+holds what a model is, ``core.training`` makes one, ``core.jobs`` runs training in the
+background and ``core.server`` holds what a shared server needs.
 """

@@ -1,10 +1,13 @@
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
 
 from core import config
 from core.errors import LiverSegError
+from core.jobs import processes
+from core.jobs.records import CONFIG_FILE, LOCK_FILE, QUEUED, Job, TrainingRequest, now, write_status
 from core.model import registry
 from core.model.card import WEIGHTS_FILE, ModelCard
 from core.model.unet import UNet
@@ -105,6 +108,26 @@ def test_shipped_models_cannot_be_removed(trained):
     with pytest.raises(LiverSegError, match="cannot be removed"):
         registry.remove_model("shipped")
     assert (trained / "shipped" / WEIGHTS_FILE).exists()
+
+
+def test_a_model_a_queued_or_running_job_needs_cannot_be_removed(trained, tmp_path, monkeypatch):
+    """The registry itself refuses, whoever asks: a job's supervisor holds the job's lock while it lives."""
+    make_model(trained, "base")
+    make_model(trained, "first")
+    jobs = tmp_path / "jobs"
+    monkeypatch.setattr(config, "JOBS_DIR", jobs)
+    job = Job("j1", jobs / "j1", QUEUED, now(), TrainingRequest("tuned", ["cases"], init="base", first_stage="first"), [])
+    job.folder.mkdir(parents=True)
+    (job.folder / CONFIG_FILE).write_text(json.dumps({"request": asdict(job.request), "command": []}), encoding="utf-8")
+    write_status(job)
+    with processes.flock(job.folder / LOCK_FILE) as lock:  # a live supervisor
+        assert lock is not None
+        for name in ("base", "first"):
+            with pytest.raises(LiverSegError, match="needed by training job"):
+                registry.remove_model(name)
+    assert (trained / "base" / WEIGHTS_FILE).exists() and (trained / "first" / WEIGHTS_FILE).exists()
+    registry.remove_model("base")  # the lock is free: the job lost its supervisor and is no longer active
+    assert not (trained / "base").exists()
 
 
 def test_register_gives_unique_names_and_skips_checkpoints(trained, tmp_path):
