@@ -1,9 +1,10 @@
-"""Where a network may run and at what precision: the choices every front end offers.
+"""Where a network may run and at what precision: the one vocabulary from every front end to Lightning.
 
-The command line (``segment --device/--precision``), the Segment page, the Train page and
-the training jobs all offer these; ``core.inference.segmenter`` and ``core.jobs`` check against them.
-Kept apart from ``core.inference.segmenter`` so that the command line's parser and ``core.jobs`` read
-them without importing torch.
+The command line (``segment --device/--precision``, ``train --accelerator/--precision``), the
+Segment page, the Train page and the training jobs all offer these words;
+``core.inference.segmenter`` turns them into a torch device and autocast, and
+``core.training.run`` into Lightning's accelerator and precision names. Kept apart from both
+so that the command line's parser and ``core.jobs`` read them without importing torch.
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ cards = registry.list_cards()
 if not cards:
     st.info("No models yet. Train one on the Train page.")
     st.stop()
-default = registry.default_model()
+default = registry.default_model(cards)
 st.markdown(f"The Segment page uses **{default}**.")
 needed = JobRunner().models_in_use()
 for card in cards:

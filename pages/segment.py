@@ -110,7 +110,7 @@ def _model_settings() -> tuple[str | None, str]:
         return None, "auto"
     names = [card.name for card in cards]
     try:
-        default = registry.default_model()
+        default = registry.default_model(cards)
     except LiverSegError:
         default = names[0]
     with st.expander("Expert settings"):

@@ -125,9 +125,8 @@ class Segmenter:
     """
 
     def __init__(self, model: str | None = None, device: str = "auto", precision: str = "auto") -> None:
-        name = model or registry.default_model()
-        network, card = registry.load_network(name)
-        self._setup(network, card, registry.load_first_stage(name, card), resolve_device(device), precision)
+        network, card, first_stage = registry.load_model(model)
+        self._setup(network, card, first_stage, resolve_device(device), precision)
 
     @classmethod
     def from_network(cls, network: nn.Module, card: ModelCard, device: str = "cpu", precision: str = "auto",

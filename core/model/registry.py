@@ -73,29 +73,41 @@ def model_dir(name: str) -> Path:
 def load_network(name: str) -> tuple[UNet, ModelCard]:
     """The network of model ``name`` with its weights, in eval mode on the CPU, and its card.
 
-    For a cascade this is the second (fine) stage; ``load_first_stage`` gives the first.
+    For a cascade this is the second stage; ``load_model`` gives both.
     """
-    return _load(model_dir(name), name)
+    folder = model_dir(name)
+    card = _named_card(folder, name)
+    return _weights(folder / WEIGHTS_FILE, card, name), card
 
 
-def load_first_stage(name: str, card: ModelCard) -> UNet | None:
-    """The first stage of cascade ``name`` (``None`` when ``card`` is single-stage)."""
-    first_stage = card.first_stage
-    return None if first_stage is None else _weights(model_dir(name) / FIRST_STAGE_WEIGHTS_FILE, first_stage, name)
+def load_model(name: str | None = None) -> tuple[UNet, ModelCard, UNet | None]:
+    """Model ``name`` (``None``: the default model) as network, card and a cascade's first stage (or ``None``).
+
+    The card is read once: the default is chosen from the cards already read for the choice.
+    """
+    if name is None:
+        card = _default_card(list_cards())
+        name = card.name
+    else:
+        card = _named_card(model_dir(name), name)
+    return _networks(model_dir(name), card)
 
 
 def load_folder(folder: Path) -> tuple[UNet, ModelCard, UNet | None]:
     """A model from any folder (a training output, a cross-validation fold): network, card, first stage."""
-    folder = Path(folder)
+    return _networks(Path(folder), ModelCard.load(folder))
+
+
+def _named_card(folder: Path, name: str) -> ModelCard:
     card = ModelCard.load(folder)
-    network, first_stage = _weights(folder / WEIGHTS_FILE, card, card.name), card.first_stage
+    card.name = name  # the folder is the name; a copied card may say otherwise
+    return card
+
+
+def _networks(folder: Path, card: ModelCard) -> tuple[UNet, ModelCard, UNet | None]:
+    first_stage = card.first_stage
+    network = _weights(folder / WEIGHTS_FILE, card, card.name)
     return network, card, None if first_stage is None else _weights(folder / FIRST_STAGE_WEIGHTS_FILE, first_stage, card.name)
-
-
-def _load(folder: Path, name: str) -> tuple[UNet, ModelCard]:
-    card = ModelCard.load(folder)
-    card.name = name
-    return _weights(folder / WEIGHTS_FILE, card, name), card
 
 
 def _weights(weights: Path, card: ModelCard, name: str) -> UNet:
@@ -138,23 +150,29 @@ def save_model(network: torch.nn.Module, card: ModelCard, folder: Path, first_st
     card.save(folder)
 
 
-def default_model() -> str:
-    """The model used when none is named: the saved choice, else the newest shipped, else the newest."""
-    cards = list_cards()
+def default_model(cards: list[ModelCard] | None = None) -> str:
+    """The model used when none is named: the saved choice, else the newest shipped, else the newest.
+
+    ``cards``: ``list_cards()`` when the caller has read them already (a page lists them too).
+    """
+    return _default_card(list_cards() if cards is None else cards).name
+
+
+def _default_card(cards: list[ModelCard]) -> ModelCard:
     if not cards:
         raise LiverSegError(
             f"no trained model in {_trained_dir()}; train one (python -m core train, or the Train page) "
             "or set LIVERSEG_TRAINED_DIR to a folder of models"
         )
-    names = {card.name for card in cards}
+    by_name = {card.name: card for card in cards}
     try:
         chosen = json.loads((_trained_dir() / DEFAULT_FILE).read_text(encoding="utf-8")).get("model")
     except (OSError, ValueError, AttributeError):
         chosen = None  # no choice saved (or an unreadable one): fall back below
-    if chosen in names:
-        return chosen
+    if isinstance(chosen, str) and chosen in by_name:
+        return by_name[chosen]
     shipped = [card for card in cards if card.shipped]
-    return (shipped or cards)[0].name
+    return (shipped or cards)[0]
 
 
 def set_default_model(name: str) -> None:
