@@ -127,7 +127,10 @@ def read_job(folder: Path) -> Job:
     """The job recorded in ``folder`` (its status and what it was asked)."""
     status = json.loads((folder / STATUS_FILE).read_text(encoding="utf-8"))
     setup = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
-    return Job(folder=folder, request=TrainingRequest(**setup["request"]), command=setup["command"], **status)
+    request = setup["request"]
+    if "coarse" in request:  # a job recorded before the first stage had that one name keeps being listed
+        request["first_stage"] = request.pop("coarse")
+    return Job(folder=folder, request=TrainingRequest(**request), command=setup["command"], **status)
 
 
 def write_status(job: Job) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from core import config
 from core.errors import LiverSegError
-from core.jobs.records import TrainingRequest
+from core.jobs.records import CONFIG_FILE, QUEUED, Job, TrainingRequest, now, read_job, write_status
 from core.jobs.requests import check_request, training_command
 from core.training.options import parse
 
@@ -68,3 +69,11 @@ def test_names_and_folders_may_not_start_with_a_dash(places):
         check_request(TrainingRequest(name="-m", data=["cases"]))
     with pytest.raises(LiverSegError, match="may not start with '-'"):
         check_request(TrainingRequest(name="m", data=["cases"], first_stage="--resume"))
+
+
+def test_a_job_recorded_with_the_old_name_of_the_first_stage_is_still_read(tmp_path):
+    job = Job("old", tmp_path, QUEUED, now(), TrainingRequest("m", ["cases"]), [])
+    write_status(job)
+    request = {"name": "m", "data": ["cases"], "init": None, "device": "auto", "options": {}, "coarse": "first"}
+    (tmp_path / CONFIG_FILE).write_text(json.dumps({"request": request, "command": []}), encoding="utf-8")
+    assert read_job(tmp_path).request.first_stage == "first"
