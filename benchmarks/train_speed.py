@@ -32,7 +32,7 @@ from core.training.options import parse
 from core.training.progress import PROGRESS_FILE
 from core.training.run import train
 
-#: The shipped cascade's two stages (fine: 8-64 at 2 mm; first stage: 16-128 at 5 mm), each in float32 and bfloat16,
+#: The shipped cascade's two stages (second: 8-64 at 2 mm; first: 16-128 at 5 mm), each in float32 and bfloat16,
 #: then all threads and a bigger fine stage.
 CONFIGURATIONS = [
     {"channels": [8, 16, 32, 64], "patch": 64, "spacing": 2.0, "threads": 1, "precision": "float32"},

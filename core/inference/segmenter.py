@@ -1,7 +1,7 @@
 """``Segmenter``: a scan in, liver and lesion labels on the scan's own grid out.
 
 For a two-stage cascade (``ModelCard.cascade``) a first stage looks at the whole scan
-at a coarse spacing and finds the liver's region (``core.inference.liver_region``); the second
+at a coarse spacing and finds the liver's region (``core.inference.first_stage``); the second
 stage, described below, then works in that region's box only, and its liver and
 lesion probabilities outside the region become background.
 
@@ -37,7 +37,7 @@ from core.affine import spacing_mm
 from core.devices import DEVICES, PRECISIONS
 from core.errors import LiverSegError
 from core.imageio.sitk_image import resample_onto
-from core.inference.liver_region import LiverRegion
+from core.inference.first_stage import FirstStageRegion
 from core.inference.preprocessing import preprocessing
 from core.inference.sliding_window import sliding_window_probabilities
 from core.model import registry
@@ -146,7 +146,7 @@ class Segmenter:
             raise LiverSegError(f"model {card.name!r}: a cascade card needs its first stage, and only a cascade takes one")
         self.card = card
         self.device = device
-        self._fine = _Stage(network, card, device, precision)
+        self._second_stage = _Stage(network, card, device, precision)
         self._first_stage = None if first_stage is None else _Stage(first_stage, card.first_stage, device, precision)  # type: ignore[arg-type]
 
     def segment(self, scan: Scan, progress: Progress | None = None) -> Segmentation:
@@ -169,13 +169,13 @@ class Segmenter:
 
         start = time.perf_counter()
         report("preprocess", 0.0)
-        image, model_affine = self._fine.model_grid(region.crop(scan) if region is not None else scan)
+        image, model_affine = self._second_stage.model_grid(region.crop(scan) if region is not None else scan)
         report("preprocess", 1.0)
         seconds["preprocess"] = time.perf_counter() - start
 
         start = time.perf_counter()
         report("infer", 0.0)
-        probabilities, device, infer_notes = self._fine.infer(image, lambda fraction: report("infer", fraction))
+        probabilities, device, infer_notes = self._second_stage.infer(image, lambda fraction: report("infer", fraction))
         devices.append(device)
         notes += infer_notes
         seconds["infer"] = time.perf_counter() - start
@@ -193,14 +193,14 @@ class Segmenter:
         return Segmentation(labels, scan, model=self.card.name, model_version=self.card.created, device=device, seconds=seconds,
                             notes=notes, warnings=warnings, lesion_probability=lesion_probability)
 
-    def _find_region(self, scan: Scan, report: Callable[[float], None], devices: list[str], notes: list[str]) -> LiverRegion | None:
+    def _find_region(self, scan: Scan, report: Callable[[float], None], devices: list[str], notes: list[str]) -> FirstStageRegion | None:
         """The cascade's first stage: where in the whole scan the liver is (``None``: nowhere, so search it all)."""
         assert self._first_stage is not None and self.card.cascade is not None
         image, affine = self._first_stage.model_grid(scan)
         probabilities, device, stage_notes = self._first_stage.infer(image, report)
         devices.append(device)
         notes += stage_notes
-        region = LiverRegion.from_probabilities(probabilities.numpy(), affine, float(self.card.cascade["roi_margin_mm"]))
+        region = FirstStageRegion.from_probabilities(probabilities.numpy(), affine, float(self.card.cascade["roi_margin_mm"]))
         if region is None:
             notes.append("the first stage found no liver, so the second searched the whole scan")
         return region

@@ -128,7 +128,7 @@ class TrainOptions:
                                      type=float, nargs=2, metavar=("LOW", "HIGH"))
     first_stage: str | None = _option(MODEL, "make a two-stage cascade: this model (a name in trained/ or a model folder), "
                                         "trained at a coarse spacing on whole scans, finds the liver's region; the model "
-                                        "trained here segments within it. The fine stage trains as usual; the first "
+                                        "trained here segments within it. The second stage trains as usual; the first "
                                         "stage's weights and card are copied in", None, metavar="MODEL",
                                 path=True)
     roi_margin: float = _option(MODEL, "with --first-stage: how far beyond the first stage's liver the second stage may find "

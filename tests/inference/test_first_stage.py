@@ -1,10 +1,10 @@
-"""LiverRegion: the cascade's first stage decides where the second may find liver."""
+"""FirstStageRegion: the cascade's first stage decides where the second may find liver."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from core.inference.liver_region import LiverRegion
+from core.inference.first_stage import FirstStageRegion
 from core.scan import Scan
 from core.segmentation import BACKGROUND, LESION, LIVER
 
@@ -25,7 +25,7 @@ def test_the_region_is_the_largest_liver_widened_by_the_margin_in_mm():
     liver = np.zeros((30, 30, 30), bool)
     liver[10:20, 10:20, 10:20] = True  # the liver
     liver[25:27, 25:27, 25:27] = True  # a smaller false find, apart from it
-    region = LiverRegion.from_probabilities(probabilities_with(liver), coarse_grid(), margin_mm=10.0)
+    region = FirstStageRegion.from_probabilities(probabilities_with(liver), coarse_grid(), margin_mm=10.0)
     assert region.liver_ml == 1000 * 125 / 1000  # 10^3 voxels of 125 uL; the false find is not counted
     assert not region.mask[26, 26, 26]
     assert region.mask[8, 15, 15] and not region.mask[7, 15, 15]  # 10 mm = 2 voxels of 5 mm, not 3
@@ -35,15 +35,15 @@ def test_liver_and_lesion_together_make_the_organ():
     probabilities = np.zeros((3, 10, 10, 10), np.float32)
     probabilities[BACKGROUND] = 1
     probabilities[:, 4:6, 4:6, 4:6] = [[[[0.2]]], [[[0.4]]], [[[0.4]]]]  # neither class alone above a half
-    region = LiverRegion.from_probabilities(probabilities, coarse_grid(), margin_mm=0.0)
+    region = FirstStageRegion.from_probabilities(probabilities, coarse_grid(), margin_mm=0.0)
     assert region is not None and region.mask.sum() == 8
-    assert LiverRegion.from_probabilities(probabilities_with(np.zeros((5, 5, 5), bool)), coarse_grid(), 5.0) is None
+    assert FirstStageRegion.from_probabilities(probabilities_with(np.zeros((5, 5, 5), bool)), coarse_grid(), 5.0) is None
 
 
 def test_crop_covers_the_region_on_the_scans_own_grid():
     liver = np.zeros((20, 20, 20), bool)
     liver[5:10, 6:12, 8:10] = True
-    region = LiverRegion.from_probabilities(probabilities_with(liver), coarse_grid(), margin_mm=0.0)
+    region = FirstStageRegion.from_probabilities(probabilities_with(liver), coarse_grid(), margin_mm=0.0)
     scan = Scan(np.zeros((100, 100, 100), np.float32), np.diag([1.0, 1.0, 1.0, 1.0]))  # 1 mm voxels, same origin
     crop = scan.crop(scan.box_around(region.mask, region.affine))
     start = crop.affine[:3, 3]
@@ -57,7 +57,7 @@ def test_crop_covers_the_region_on_the_scans_own_grid():
 def test_confine_makes_everything_outside_the_region_background():
     liver = np.zeros((20, 20, 20), bool)
     liver[5:10, 5:10, 5:10] = True
-    region = LiverRegion.from_probabilities(probabilities_with(liver), coarse_grid(), margin_mm=0.0)
+    region = FirstStageRegion.from_probabilities(probabilities_with(liver), coarse_grid(), margin_mm=0.0)
     fine = np.full((3, 50, 50, 50), 1 / 3, np.float32)  # 2 mm grid over the same space
     fine_affine = np.diag([2.0, 2.0, 2.0, 1.0])
     region.confine(fine, fine_affine)

@@ -1,4 +1,4 @@
-"""``LiverRegion``: where a cascade's first stage found the liver, and what that allows the second.
+"""``FirstStageRegion``: where a cascade's first stage found the liver, and what that allows the second.
 
 A 64^3 patch at 2 mm sees 12.8 cm of anatomy: too little to tell the liver from the
 heart, the spleen or the stomach, which look alike in a window of soft tissue. The
@@ -11,7 +11,7 @@ TotalSegmentator's two resolutions give their first stage.
 
 The region is the largest component of the first stage's liver-or-lesion
 (probability above one half), widened by the card's ``roi_margin_mm``: the margin
-absorbs the coarse stage's coarse boundary, so the fine stage still draws the edge.
+absorbs the first stage's coarse boundary, so the second stage still draws the edge.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from core.segmentation import BACKGROUND, LESION, LIVER
 
 
 @dataclass(frozen=True, eq=False)
-class LiverRegion:
+class FirstStageRegion:
     """Voxels of the first stage's grid (``affine``) where the second stage may find liver.
 
     Attributes:
@@ -42,7 +42,7 @@ class LiverRegion:
     liver_ml: float
 
     @classmethod
-    def from_probabilities(cls, probabilities: np.ndarray, affine: np.ndarray, margin_mm: float) -> LiverRegion | None:
+    def from_probabilities(cls, probabilities: np.ndarray, affine: np.ndarray, margin_mm: float) -> FirstStageRegion | None:
         """The region from the first stage's class probabilities (C, X, Y, Z); ``None`` when it found no liver."""
         organ = probabilities[LIVER] + probabilities[LESION] > 0.5
         if not organ.any():
