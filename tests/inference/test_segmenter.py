@@ -114,7 +114,7 @@ def test_cuda_out_of_memory_finishes_on_the_cpu(segmenter, monkeypatch):
 
     monkeypatch.setattr(inference, "sliding_window_probabilities", sliding_window)
     on_gpu = Segmenter.from_network(NearestIntensity(CARD), CARD)
-    on_gpu._fine.device = torch.device("cuda")  # what resolve_device("auto") gives on a GPU machine (no .to() here)
+    on_gpu._second_stage.device = torch.device("cuda")  # what resolve_device("auto") gives on a GPU machine (no .to() here)
     scan, truth = class_scan("LPS")
     result = on_gpu.segment(scan)
     assert asked == [("cuda", True), ("cpu", False)]  # mixed precision on the GPU only
