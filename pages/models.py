@@ -106,7 +106,7 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
             for cell, (key, value) in zip(numbers, headline.items()):
                 cell.metric(metric_label(key), f"{value:.3f}" if isinstance(value, float) else value,
                             help="Mean of a leave-one-case-out cross-validation: each case scored by a model trained "
-                            "without it." if "cross_validation" in (card.metrics or {}) else
+                            "without it." if card.cross_validated else
                             "Measured on held-out cases the model was not trained on.")
         with st.expander("Model card"):
             left, right = st.columns(2)
@@ -122,7 +122,7 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
                 st.markdown("**Architecture**")
                 if card.cascade:
                     st.write(f"First stage, on the whole scan: {card.first_stage.architecture_text()}. It finds the liver; the second "
-                             f"stage looks only within {card.cascade['roi_margin_mm']:g} mm of what it found.")
+                             f"stage looks only within {card.roi_margin_mm:g} mm of what it found.")
                 st.write(f"{'Second stage: ' if card.cascade else ''}{card.architecture_text()}; "
                          f"labels {', '.join(f'{k} {v}' for k, v in card.labels.items())}")
 

@@ -200,7 +200,7 @@ class Segmenter:
         probabilities, device, stage_notes = self._first_stage.infer(image, report)
         devices.append(device)
         notes += stage_notes
-        region = FirstStageRegion.from_probabilities(probabilities.numpy(), affine, float(self.card.cascade["roi_margin_mm"]))
+        region = FirstStageRegion.from_probabilities(probabilities.numpy(), affine, self.card.roi_margin_mm)
         if region is None:
             notes.append("the first stage found no liver, so the second searched the whole scan")
         return region

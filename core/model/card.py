@@ -95,6 +95,16 @@ class ModelCard:
             problems.append(f"cascade.weights must be {FIRST_STAGE_WEIGHTS_FILE!r}")
         return problems
 
+    @property
+    def cross_validated(self) -> bool:
+        """Whether the card's metrics come from a cross-validation (``core.training.cross_validation``)."""
+        return "cross_validation" in (self.metrics or {})
+
+    @property
+    def roi_margin_mm(self) -> float | None:
+        """How far beyond the first stage's liver a cascade's second stage may look (``None``: one stage)."""
+        return None if self.cascade is None else float(self.cascade["roi_margin_mm"])
+
     def headline_metrics(self) -> dict[str, float]:
         """The card's summary numbers: numeric values of its ``mean`` (its cross-validation's when it has
         one), its ``summary``, or its top level."""
