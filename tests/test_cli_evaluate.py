@@ -134,6 +134,7 @@ def test_the_sample_scored_against_itself_is_perfect(capsys, sample_paths):
     assert result["lesion_detection"]["missed"] == result["lesion_detection"]["false_positives"] == 0
 
 
+@pytest.mark.slow  # scores the whole sample twice
 def test_the_sample_shifted_by_two_slices_whether_in_the_array_or_the_affine(capsys, sample_paths, write_nifti):
     labels, affine = _sample_labels(sample_paths)
     shifted = np.zeros_like(labels)

@@ -132,6 +132,7 @@ def test_output_must_be_nifti(trained, nifti, tmp_path, capsys):
     assert "name the output .nii.gz" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a fresh process imports torch and segments
 def test_the_real_command_runs_as_a_process(trained, nifti, tmp_path):
     env = {**os.environ, "LIVERSEG_TRAINED_DIR": str(trained)}
     result = subprocess.run(

@@ -10,6 +10,7 @@ import errno
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -45,6 +46,7 @@ def test_full_disk_at_a_checkpoint_keeps_the_earlier_checkpoint_and_writes_no_mo
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")["epoch"] == 0
 
 
+@pytest.mark.slow  # segments with the shipped model
 def test_full_disk_at_export_keeps_the_earlier_label_map(phantom, write_nifti, tmp_path, monkeypatch, capsys):
     scan, _ = phantom
     scan_path = write_nifti(scan.voxels, scan.affine, "scan.nii.gz")

@@ -134,6 +134,7 @@ def test_threads_can_share_one_segmenter(segmenter):
         np.testing.assert_array_equal(results[i], segmenter.segment(scan).labels)
 
 
+@pytest.mark.slow  # waits over a second on purpose
 def test_a_segmentation_queued_behind_another_says_so(segmenter):
     scan, _ = class_scan("RAS")
     results = []

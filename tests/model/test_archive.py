@@ -6,6 +6,7 @@ import io
 import zipfile
 
 import numpy as np
+import pytest
 
 from core import config, pipeline
 from core.inference.segmenter import Segmenter
@@ -18,6 +19,7 @@ from tests.helpers.phantom import make_phantom
 CASCADE = "liverseg-cascade-v1"
 
 
+@pytest.mark.slow  # the shipped cascade on a phantom
 def test_the_default_cascades_zip_unpacked_into_an_empty_models_folder_segments(tmp_path, monkeypatch):
     shipped = registry.model_dir(CASCADE)
     archive = model_archive(CASCADE)  # what the Models page's Download button serves
