@@ -32,6 +32,9 @@ from widgets.slice_viewer import slice_viewer
 require_login()
 
 PLANE_NAMES = {"axial": "Axial (from the feet)", "coronal": "Coronal (from the front)", "sagittal": "Sagittal (from the side)"}
+#: ``core.pipeline.run``'s stages as the progress bar says them.
+STAGE_WORDS = {"first_stage": "Finding the liver", "preprocess": "Preparing the scan", "infer": "Segmenting",
+               "postprocess": "Cleaning up", "lesions": "Measuring the lesions"}
 COMPARE_NAMES = {"result": "The model's result", "liver": "Agreement: liver", "lesion": "Agreement: lesions"}
 
 
@@ -127,7 +130,7 @@ def _segment(loaded: Loaded, model: str, device: str) -> Shown | None:
     bar = st.progress(0.0, text="Starting…")
 
     def progress(stage: str, fraction: float) -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"{stage}…")
+        bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"{STAGE_WORDS.get(stage, stage)}…")
 
     try:
         outcome = pipeline.run(loaded.scan, caches.segmenter(model, device), progress=progress)

@@ -34,8 +34,8 @@ def check_request(request: TrainingRequest) -> TrainingRequest:
     """
     if not isinstance(request.name, str) or not NAME_PATTERN.fullmatch(request.name):
         raise LiverSegError(f"model name {request.name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
-    if not request.data:
-        raise LiverSegError("choose at least one folder of training data")
+    if not isinstance(request.data, list) or not request.data:
+        raise LiverSegError("choose at least one folder of training data (a list of folders)")
     if request.device not in DEVICES:
         raise LiverSegError(f"device {request.device!r}: choose one of {', '.join(DEVICES)}")
     from core.model.registry import model_dir  # torch: only once a request is checked, not when the page loads
