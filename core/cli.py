@@ -91,9 +91,11 @@ def _segment(args: argparse.Namespace) -> None:
 
 def _evaluate(args: argparse.Namespace) -> None:
     import json
+    from dataclasses import replace
 
+    from core import pipeline
     from core.affine import spacing_mm
-    from core.evaluation.metrics import evaluate, format_evaluation
+    from core.evaluation.metrics import format_evaluation
     from core.imageio.ground_truth import LabelGrid, check_label_values, load_ground_truth
     from core.imageio.nifti import read_label_map
 
@@ -103,7 +105,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     truth = load_ground_truth(args.ground_truth, LabelGrid(prediction.shape, affine))
     for warning in truth.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    result = evaluate(prediction, truth.labels, spacing_mm(affine), liver_only=truth.liver_only and not args.not_liver_only)
+    if args.not_liver_only:
+        truth = replace(truth, liver_only=False)
+    result = pipeline.score(prediction, spacing_mm(affine), truth)
     print(json.dumps(result, indent=2, allow_nan=False) if args.json else format_evaluation(result))
 
 

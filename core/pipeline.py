@@ -1,6 +1,6 @@
 """The one path a scan takes: segment -> measure -> (score), returning one ``Result``.
 
-The command line, the Segment page, training's held-out evaluation and cross-validation
+The command line (segment, lesions, evaluate), the Segment page, training's held-out evaluation and cross-validation
 all call ``run``; none of them strings the stages together itself, so a change to the
 path is made here once. Reading the scan (``core.imageio``) comes before, writing and
 drawing (``core.imageio``, ``core.viewing``) after::
@@ -76,8 +76,17 @@ class Result:
 
     def score(self, reference: GroundTruth) -> dict:
         """Metrics of this result against ``reference`` (on the scan's grid), with the lesions already counted."""
-        return evaluate(self.labels, reference.labels, self.scan.spacing, liver_only=reference.liver_only,
-                        prediction_components=self.lesions.components)
+        return score(self.labels, self.scan.spacing, reference, self.lesions)
+
+
+def score(labels: np.ndarray, spacing: tuple[float, float, float], reference: GroundTruth,
+          lesions: LesionReport | None = None) -> dict:
+    """Metrics of ``labels`` against ``reference`` on the same grid (``python -m core evaluate`` has no scan).
+
+    ``lesions``: the labels' lesion table when measured already, whose components are then not labelled again.
+    """
+    return evaluate(labels, reference.labels, spacing, liver_only=reference.liver_only,
+                    prediction_components=None if lesions is None else lesions.components)
 
 
 def run(scan: Scan, segmenter: Segments, reference: GroundTruth | None = None, progress: Progress | None = None,
