@@ -1,8 +1,9 @@
 """The one path a scan takes: segment -> measure -> (score), returning one ``Result``.
 
-The command line (segment, lesions, evaluate), the Segment page, training's held-out evaluation and cross-validation
-all call ``run``; none of them strings the stages together itself, so a change to the
-path is made here once. Reading the scan (``core.imageio``) comes before, writing and
+The command line, the Segment page, training's held-out evaluation and cross-validation all
+call ``run`` (``measure`` and ``score`` for labels that exist already: ``python -m core lesions``
+and ``evaluate``); none of them strings the stages together itself, so a change to the path
+is made here once. Reading the scan (``core.imageio``) comes before, writing and
 drawing (``core.imageio``, ``core.viewing``) after::
 
     Scan ──► segmenter.segment ──► Segmentation (labels on the scan's grid, warnings, notes)
