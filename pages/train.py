@@ -24,6 +24,7 @@ from core.training import discovery, progress
 from core.training.options import TrainingOption, training_options
 from core.training.progress import END, START, STEP, VALIDATION, events
 from core.viewing.numbers import MISSING, number
+from ui.forms import typed_words
 from ui.session import require_login
 
 require_login()
@@ -214,7 +215,7 @@ def option_widget(option: TrainingOption, disabled: bool):
     default = " ".join(map(str, option.default)) if isinstance(option.default, list) else str(option.default or "")
     text = st.text_input(label, value=default, help=f"{option.help} (values separated by spaces)" if option.count != 1 else option.help,
                          key=key, disabled=disabled)
-    return text.split() if option.count != 1 else text
+    return typed_words(option, text) if option.count != 1 else text
 
 
 def changed(option: TrainingOption, value) -> bool:
@@ -222,7 +223,7 @@ def changed(option: TrainingOption, value) -> bool:
     if value is None or value == "":
         return option.default is not None and option.kind == "text"
     if isinstance(value, list):
-        return value != [str(item) for item in option.default or []]
+        return value != list(option.default or [])
     return value != option.default and str(value) != str(option.default)
 
 

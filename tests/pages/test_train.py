@@ -76,6 +76,21 @@ def test_the_page_lists_the_cases_found_and_the_files_it_will_not_use(places, st
     assert page.button[-1].label == "Start training"
 
 
+def test_several_values_are_sent_as_numbers_and_a_bad_one_is_named(places, stand_in, run_page):
+    page = run_page("train")
+    page.text_input(key="model_name").set_value("shaped")
+    page.text_input(key="option-patch_size").set_value("32 48 64")
+    page.text_input(key="option-spacing").set_value("1.5")
+    page.button[-1].click().run()
+    assert not page.exception, page.exception
+    request = json.loads((only_job().folder / "config.json").read_text(encoding="utf-8"))["request"]
+    assert request["options"] == {"patch_size": [32, 48, 64], "spacing": [1.5]}
+    page.text_input(key="model_name").set_value("bad-shape")
+    page.text_input(key="option-patch_size").set_value("32 48 x")
+    page.button[-1].click().run()
+    assert "training option 'patch_size' takes int values, not 'x'" in page.error[0].value
+
+
 def test_start_follow_and_cancel_a_job(places, stand_in, run_page):
     page = run_page("train")
     page.text_input(key="model_name").set_value("wait-model")
