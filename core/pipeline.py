@@ -17,7 +17,6 @@ The segmenter is anything with ``segment(scan, progress) -> Segmentation``
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -28,9 +27,7 @@ from core.evaluation.metrics import evaluate
 from core.imageio.ground_truth import GroundTruth
 from core.postprocessing.cleanup import drop_unconfident_lesions
 from core.scan import Scan
-from core.segmentation import Segmentation
-
-Progress = Callable[[str, float], None]
+from core.segmentation import Progress, Segmentation
 
 
 class Segments(Protocol):

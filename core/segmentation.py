@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,8 @@ LABEL_NAMES = {BACKGROUND: "background", LIVER: "liver", LESION: "lesion"}
 #: module that labels components (metrics, post-processing, the lesion table, the viewer's
 #: focus) uses this one, so they all count the same lesions.
 LESION_CONNECTIVITY = np.ones((3, 3, 3), bool)
+#: ``progress(stage, fraction)``: how segmenting a scan reports its stages, each from 0 to 1.
+Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True, eq=False)

@@ -45,9 +45,7 @@ from core.model.card import ModelCard
 from core.postprocessing.anatomy import anatomy_warnings
 from core.postprocessing.cleanup import drop_unconfident_lesions, postprocess
 from core.scan import Scan
-from core.segmentation import BACKGROUND, LESION, LIVER, Segmentation
-
-Progress = Callable[[str, float], None]
+from core.segmentation import BACKGROUND, LESION, LIVER, Progress, Segmentation
 
 #: One inference at a time per process: app sessions share one GPU (two at once would
 #: contend for its memory), and on the CPU torch already uses every core.
