@@ -76,7 +76,7 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
                           disabled=card.name == default, icon=":material/star:", width="stretch")
         buttons[1].download_button("Download", data=functools.partial(model_archive, card.name), file_name=f"{card.name}.zip",
                                    mime="application/zip", key=f"download-{card.name}", icon=":material/download:",
-                                   on_click="ignore", width="stretch", help="A zip of model.pt and card.json; unzip it into "
+                                   on_click="ignore", width="stretch", help="A zip of the model's files (its weights and card.json); unzip it into "
                                    "another installation's trained/ folder to use the model there.")
         with buttons[2]:
             if card.shipped:
