@@ -1,4 +1,4 @@
-"""``python -m core``: segment, evaluate, analyse lesions, train, fetch the sample.
+"""``python -m core``: segment, evaluate, analyse lesions, train, cross-validate, compare models, fetch the sample and the pretrained weights.
 
 Every command exits 0 on success. A problem the user can fix
 (``LiverSegError``, a missing or unreadable file) prints one ``error: ...`` line
@@ -20,8 +20,10 @@ EXIT_USAGE = 2
 
 
 #: Share of the progress bar per stage of ``core.pipeline.run`` (start, width), in percent: inference dominates.
-_SEGMENT_STAGES = {"first_stage": (0, 10), "preprocess": (10, 10), "infer": (20, 65), "postprocess": (85, 10),
-                   "lesions": (95, 5)}
+#: A UNet reports first_stage, preprocess, infer; the pretrained pair abdomen, liver_network, lesion_network.
+_SEGMENT_STAGES = {"first_stage": (0, 10), "preprocess": (10, 10), "infer": (20, 65),
+                   "abdomen": (0, 10), "liver_network": (10, 30), "lesion_network": (40, 45),
+                   "postprocess": (85, 10), "lesions": (95, 5)}
 
 
 def _segment(args: argparse.Namespace) -> None:
@@ -157,6 +159,24 @@ def _sample(args: argparse.Namespace) -> None:
     print(f"sample scan: {scan}\nsample labels: {labels}")
 
 
+def _pretrained(args: argparse.Namespace) -> None:
+    from core.model.pretrained import ensure_all_converted
+
+    for path in ensure_all_converted():
+        print(f"pretrained weights: {path}")
+
+
+def _compare_models(args: argparse.Namespace) -> None:
+    from core import config
+    from core.training.comparison import compare, markdown, record_in_cards
+
+    rows = compare(args.models, args.data or config.data_dirs(), device=args.device, log=lambda line: print(line, file=sys.stderr))
+    print(markdown(rows))
+    if args.write_cards:
+        for name in record_in_cards(rows):
+            print(f"written into the card of {name}")
+
+
 def _hash_password(args: argparse.Namespace) -> None:
     import getpass
     import json
@@ -231,8 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
                           help="record the table in the model's card and apply the lesion threshold chosen on the folds")
     validate.set_defaults(run=_cross_validate)
 
+    compare = commands.add_parser("compare-models", help="score models side by side on every labelled case, each only "
+                                                         "where it never saw the case")
+    compare.add_argument("models", nargs="+", help="model names in trained/")
+    compare.add_argument("--data", type=Path, action="append", metavar="DIR",
+                         help="data folders to find labelled cases in (repeatable; default: LIVERSEG_DATA_DIRS, else "
+                              "../shared/data and the sample)")
+    compare.add_argument("--device", choices=DEVICES, default="auto")
+    compare.add_argument("--write-cards", action="store_true", help="record each model's rows in its card (metrics.comparison)")
+    compare.set_defaults(run=_compare_models)
+
     sample = commands.add_parser("sample", help="fetch the built-in sample scan (LiTS 117) once")
     sample.set_defaults(run=_sample)
+    pretrained = commands.add_parser("pretrained", help="fetch the pretrained networks' wheel once, check and convert its weights")
+    pretrained.set_defaults(run=_pretrained)
 
     from core.server.access import DEFAULT_ITERATIONS
 

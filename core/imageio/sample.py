@@ -17,8 +17,6 @@ to superior (the kidney lies below the liver).
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import numpy as np
 
 from core import config
 from core.atomic import atomic_path
-from core.errors import LiverSegError
+from core.imageio.wheels import fetch_wheel
 
 PACKAGE = "liver-ct-segmentation-package==1.6.0"
 WHEEL_NAME = "liver_ct_segmentation_package-1.6.0-py2.py3-none-any.whl"
@@ -49,7 +47,7 @@ def ensure_sample(cache_dir: Path = config.CACHE_DIR) -> tuple[Path, Path]:
     scan_path, labels_path = cache_dir / "sample" / config.SAMPLE_SCAN.name, cache_dir / "sample" / config.SAMPLE_LABELS.name
     if scan_path.exists() and labels_path.exists():
         return scan_path, labels_path
-    wheel = _fetch_wheel(cache_dir / "wheels")
+    wheel = fetch_wheel(PACKAGE, WHEEL_NAME, cache_dir / "wheels", "the sample")
     with zipfile.ZipFile(wheel) as archive:
         image = _read_mrc(archive.read("liver_ct_segmentation_package/data/img_117.mrc")).astype(np.float32)
         labels = _read_mrc(archive.read("liver_ct_segmentation_package/data/lab_117.mrc")).astype(np.uint8)
@@ -60,21 +58,6 @@ def ensure_sample(cache_dir: Path = config.CACHE_DIR) -> tuple[Path, Path]:
         with atomic_path(path) as temporary:
             nib.save(nifti, temporary)
     return scan_path, labels_path
-
-
-def _fetch_wheel(folder: Path) -> Path:
-    wheel = folder / WHEEL_NAME
-    if wheel.exists():
-        return wheel
-    folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", str(folder), PACKAGE]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0 or not wheel.exists():
-        raise LiverSegError(
-            f"could not download the sample ({PACKAGE}) from the package index: "
-            f"{result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no wheel'}; check the network or pip's index settings"
-        )
-    return wheel
 
 
 def _read_mrc(data: bytes) -> np.ndarray:

@@ -74,7 +74,7 @@ def sliding_window_probabilities(
             patches = [sampler[index] for index in range(start, min(start + batch_size, total))]
             batch = torch.stack([p["image"][tio.DATA] for p in patches]).to(device, non_blocking=True)
             locations = torch.stack([torch.as_tensor(p[tio.LOCATION]) for p in patches])
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 logits = network(batch)
             aggregator.add_batch(torch.softmax(logits.float(), dim=1).cpu(), locations)
             done += len(patches)
@@ -85,7 +85,7 @@ def sliding_window_probabilities(
     return probabilities[:, : shape[0], : shape[1], : shape[2]].contiguous()
 
 
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
     if amp and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     if amp and device.type == "cpu" and cpu_has_native_bfloat16():

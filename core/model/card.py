@@ -1,8 +1,9 @@
-"""``ModelCard``: the single source of a model's spacing, window, labels and patch size.
+"""``ModelCard``: the single source of a model's architecture, grid, window, labels and files.
 
-A model lives in ``trained/NAME/`` as ``model.pt`` (a state dict, loaded only as
-weights) beside ``card.json``. Preprocessing, inference and training read these
-settings from the card; nothing hard-codes them twice.
+A model lives in ``trained/NAME/`` as its weights (state dicts, loaded only as weights)
+beside ``card.json``: ``model.pt`` for a UNet (and ``first_stage.pt`` for a cascade's first
+stage), or the two networks' files for the pretrained pair. Preprocessing, inference and
+training read these settings from the card; nothing hard-codes them twice.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ CARD_FILE = "card.json"
 WEIGHTS_FILE = "model.pt"
 #: A cascade's first stage keeps its weights beside the second stage's.
 FIRST_STAGE_WEIGHTS_FILE = "first_stage.pt"
+#: The project's own UNet (one stage or a cascade), and the pretrained liver and lesion networks
+#: of Tang et al. 2020 (``core.model.multipathway_unet``, ``core.inference.pretrained_pair``).
+UNET, PRETRAINED_PAIR = "unet", "pretrained-pair"
+PAIR_NETWORKS = ("liver", "lesion")
 
 
 @dataclass
@@ -46,6 +51,12 @@ class ModelCard:
             segments liver and lesions only within ``roi_margin_mm`` of what the first found.
         lesion_threshold: a predicted lesion is kept only when its mean lesion probability
             (its confidence) is at least this; chosen on held-out cases (see ``metrics``).
+        architecture: ``"unet"`` (``channels``, ``patch_size``, ``cascade`` apply) or
+            ``"pretrained-pair"`` (``pretrained`` applies; ``spacing_mm`` is the liver network's).
+        pretrained: for the pretrained pair: ``source`` (package, wheel, licence, citation, what the
+            authors trained on), ``networks`` (``{"liver": {"weights": FILE, "member": PATH in the
+            wheel, "sha256": ...}, "lesion": {...}}``), and ``cpu_bfloat16`` (bfloat16 on a CPU was
+            measured to keep the labels: the figures; absent where it was not measured).
     """
 
     name: str
@@ -61,24 +72,50 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     cascade: dict | None = None
     lesion_threshold: float = 0.5
+    architecture: str = UNET
+    pretrained: dict | None = None
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = self._pair_problems() if self.architecture == PRETRAINED_PAIR else self._unet_problems()
         if len(self.spacing_mm) != 3 or min(self.spacing_mm) <= 0:
             problems.append("spacing_mm must be three positive numbers")
         if len(self.hu_window) != 2 or self.hu_window[0] >= self.hu_window[1]:
             problems.append("hu_window must be [low, high] with low < high")
-        divisor = 2 ** (len(self.channels) - 1)
-        if len(self.patch_size) != 3 or any(p % divisor for p in self.patch_size):
-            problems.append(f"patch_size must be three multiples of {divisor}")
         if self.denoise not in (None, "gaussian", "median"):
             problems.append("denoise must be null, 'gaussian' or 'median'")
         if not 0.0 <= self.lesion_threshold < 1.0:
             problems.append("lesion_threshold must be in [0, 1)")
-        if self.cascade is not None:
-            problems += self._cascade_problems()
         if problems:
             raise LiverSegError(f"model card {self.name!r} is invalid: {'; '.join(problems)}")
+
+    def _unet_problems(self) -> list[str]:
+        problems = [] if self.architecture == UNET else [f"architecture must be {UNET!r} or {PRETRAINED_PAIR!r}"]
+        divisor = 2 ** (len(self.channels) - 1)
+        if len(self.patch_size) != 3 or any(p % divisor for p in self.patch_size):
+            problems.append(f"patch_size must be three multiples of {divisor}")
+        if self.cascade is not None:
+            problems += self._cascade_problems()
+        return problems
+
+    def _pair_problems(self) -> list[str]:
+        networks = (self.pretrained or {}).get("networks")
+        if not isinstance(networks, dict) or set(networks) != set(PAIR_NETWORKS):
+            return [f"pretrained.networks must describe {' and '.join(PAIR_NETWORKS)}"]
+        if any(not isinstance(networks[key].get("weights"), str) for key in PAIR_NETWORKS):
+            return ["each pretrained network needs its weights file"]
+        return [] if self.cascade is None else ["the pretrained pair is not a cascade"]
+
+    @property
+    def pair_weights(self) -> dict[str, str]:
+        """The pretrained pair's weight file per network (``{}`` for a UNet)."""
+        if self.architecture != PRETRAINED_PAIR:
+            return {}
+        return {key: self.pretrained["networks"][key]["weights"] for key in PAIR_NETWORKS}
+
+    @property
+    def cpu_bfloat16_measured(self) -> bool:
+        """Whether bfloat16 on a CPU was measured to keep this model's labels (``pretrained.cpu_bfloat16``)."""
+        return bool((self.pretrained or {}).get("cpu_bfloat16"))
 
     def _cascade_problems(self) -> list[str]:
         cascade = self.cascade or {}
@@ -123,11 +160,17 @@ class ModelCard:
 
     def grid_text(self) -> str:
         """``"voxels of 2 × 2 × 2 mm · patches of 64 × 64 × 64 voxels"``."""
+        if self.architecture == PRETRAINED_PAIR:
+            return "liver at 3 × 3 × 3 mm on the whole abdomen · lesions at 1 × 1 × 3 mm in tiles of 180 × 172 × 86 voxels"
         return (f"voxels of {' × '.join(f'{value:g}' for value in self.spacing_mm)} mm · "
                 f"patches of {' × '.join(str(value) for value in self.patch_size)} voxels")
 
     def architecture_text(self) -> str:
         """The network and its grid in words, for the Models page."""
+        if self.architecture == PRETRAINED_PAIR:
+            source = (self.pretrained or {}).get("source", {})
+            return (f"two pretrained 3D U-Nets ({source.get('package', 'pretrained')}): the whole liver at 3 mm on the "
+                    "abdomen, then lesions at 1 × 1 × 3 mm inside the liver")
         return f"UNet, channels {self.channels}, {self.grid_text()}; noise reduction: {self.denoise or 'none'}"
 
     @property

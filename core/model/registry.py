@@ -2,7 +2,9 @@
 
 Each model is a folder ``config.TRAINED_DIR/NAME/`` holding ``model.pt`` (a state
 dict, loaded only as weights) and ``card.json``; a two-stage cascade also holds its
-first stage's weights, ``first_stage.pt``, and describes both stages in its one card. The default model's name is kept
+first stage's weights, ``first_stage.pt``, and describes both stages in its one card;
+the pretrained pair holds its two networks' files, which its card names
+(``core.model.pretrained`` converts them at set-up). The default model's name is kept
 in ``config.TRAINED_DIR/default.json`` (``{"model": NAME}``); without that file, or
 when it names a model that is gone, the newest shipped model is the default
 (then the newest of any kind), so a fresh checkout works with no set-up.
@@ -22,7 +24,8 @@ import torch
 from core import config
 from core.atomic import atomic_path, write_atomically
 from core.errors import LiverSegError
-from core.model.card import CARD_FILE, FIRST_STAGE_WEIGHTS_FILE, WEIGHTS_FILE, ModelCard
+from core.model.card import CARD_FILE, FIRST_STAGE_WEIGHTS_FILE, PRETRAINED_PAIR, WEIGHTS_FILE, ModelCard
+from core.model.multipathway_unet import NetworkPair
 from core.model.unet import UNet
 
 DEFAULT_FILE = "default.json"
@@ -33,8 +36,10 @@ def model_files(card: ModelCard) -> list[str]:
     """The files that make up the model ``card`` describes, in its folder, the card last.
 
     The one list that saving, registering, archiving (``core.model.archive``) and sizing use:
-    the weights, a cascade's first stage, the card.
+    the weights (the pretrained pair's two files), a cascade's first stage, the card.
     """
+    if card.architecture == PRETRAINED_PAIR:
+        return [*card.pair_weights.values(), CARD_FILE]
     return [WEIGHTS_FILE] + ([FIRST_STAGE_WEIGHTS_FILE] if card.cascade else []) + [CARD_FILE]
 
 
@@ -70,17 +75,19 @@ def model_dir(name: str) -> Path:
     return folder
 
 
-def load_network(name: str) -> tuple[UNet, ModelCard]:
+def load_network(name: str) -> tuple[UNet | NetworkPair, ModelCard]:
     """The network of model ``name`` with its weights, in eval mode on the CPU, and its card.
 
     For a cascade this is the second stage; ``load_model`` gives both.
     """
     folder = model_dir(name)
     card = _named_card(folder, name)
+    if card.architecture == PRETRAINED_PAIR:
+        return _networks(folder, card)[0], card
     return _weights(folder / WEIGHTS_FILE, card, name), card
 
 
-def load_model(name: str | None = None) -> tuple[UNet, ModelCard, UNet | None]:
+def load_model(name: str | None = None) -> tuple[UNet | NetworkPair, ModelCard, UNet | None]:
     """Model ``name`` (``None``: the default model) as network, card and a cascade's first stage (or ``None``).
 
     The card is read once: the default is chosen from the cards already read for the choice.
@@ -93,7 +100,7 @@ def load_model(name: str | None = None) -> tuple[UNet, ModelCard, UNet | None]:
     return _networks(model_dir(name), card)
 
 
-def load_folder(folder: Path) -> tuple[UNet, ModelCard, UNet | None]:
+def load_folder(folder: Path) -> tuple[UNet | NetworkPair, ModelCard, UNet | None]:
     """A model from any folder (a training output, a cross-validation fold): network, card, first stage."""
     return _networks(Path(folder), ModelCard.load(folder))
 
@@ -104,7 +111,12 @@ def _named_card(folder: Path, name: str) -> ModelCard:
     return card
 
 
-def _networks(folder: Path, card: ModelCard) -> tuple[UNet, ModelCard, UNet | None]:
+def _networks(folder: Path, card: ModelCard) -> tuple[UNet | NetworkPair, ModelCard, UNet | None]:
+    if card.architecture == PRETRAINED_PAIR:
+        pair = NetworkPair()
+        for network, file in card.pair_weights.items():
+            _load_state(getattr(pair, network), folder / file, card, f"the {network} network")
+        return pair.eval(), card, None
     first_stage = card.first_stage
     network = _weights(folder / WEIGHTS_FILE, card, card.name)
     return network, card, None if first_stage is None else _weights(folder / FIRST_STAGE_WEIGHTS_FILE, first_stage, card.name)
@@ -112,9 +124,18 @@ def _networks(folder: Path, card: ModelCard) -> tuple[UNet, ModelCard, UNet | No
 
 def _weights(weights: Path, card: ModelCard, name: str) -> UNet:
     """The UNet that ``card`` describes with the state dict in ``weights``, in eval mode."""
+    network = UNet(card.channels, num_classes=len(card.labels))
+    _load_state(network, weights, card, f"channels {card.channels}, {len(card.labels)} labels", name)
+    return network.eval()
+
+
+def _load_state(network: torch.nn.Module, weights: Path, card: ModelCard, what: str, name: str | None = None) -> None:
+    """``network`` given the state dict in ``weights``, with a message that says what to do when it cannot be."""
+    name = name or card.name
     if not weights.is_file():
-        raise LiverSegError(f"model {name!r} has no weights file {weights.name} in {weights.parent}; "
-                            "retrain it or remove the folder")
+        remedy = ("run make (it fetches and converts the pretrained weights once) or python -m core pretrained"
+                  if card.architecture == PRETRAINED_PAIR else "retrain it or remove the folder")
+        raise LiverSegError(f"model {name!r} has no weights file {weights.name} in {weights.parent}; {remedy}")
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises pickle, zip, EOF and runtime errors for damaged files
@@ -122,16 +143,14 @@ def _weights(weights: Path, card: ModelCard, name: str) -> UNet:
             f"the weights of model {name!r} ({weights}) cannot be read ({type(error).__name__}); "
             "the file is damaged or not a state dict: restore it or retrain the model"
         ) from None
-    network = UNet(card.channels, num_classes=len(card.labels))
     try:
         network.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise LiverSegError(
-            f"the weights of model {name!r} ({weights.name}) do not match its card (channels {card.channels}, "
-            f"{len(card.labels)} labels): {first_line}; fix card.json or retrain the model"
+            f"the weights of model {name!r} ({weights.name}) do not match its card ({what}): {first_line}; "
+            "fix card.json or retrain the model"
         ) from None
-    return network.eval()
 
 
 def save_model(network: torch.nn.Module, card: ModelCard, folder: Path, first_stage: torch.nn.Module | None = None) -> None:
@@ -144,6 +163,8 @@ def save_model(network: torch.nn.Module, card: ModelCard, folder: Path, first_st
     if (first_stage is None) != (card.cascade is None):
         raise ValueError("a cascade card needs its first stage's network, and only a cascade card takes one")
     networks = {WEIGHTS_FILE: network, FIRST_STAGE_WEIGHTS_FILE: first_stage}
+    if card.architecture == PRETRAINED_PAIR:
+        networks = {file: getattr(network, key) for key, file in card.pair_weights.items()}
     for file in model_files(card)[:-1]:
         with atomic_path(folder / file) as temporary:
             torch.save({key: value.detach().cpu() for key, value in networks[file].state_dict().items()}, temporary)

@@ -1,0 +1,47 @@
+"""``zoom``: the centred resampling the pretrained networks were trained with."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from core.inference.zoom import zoom
+
+
+def _reference_1d(values: np.ndarray, factor: float) -> np.ndarray:
+    """The definition, voxel by voxel: centred grids; linear when enlarging, overlap-weighted average when shrinking."""
+    n, size = len(values), math.ceil(len(values) * factor)
+    out = np.zeros(size)
+    if factor > 1:
+        for i in range(size):
+            centre = (i - 0.5 * size + 0.5) / factor + 0.5 * n - 0.5
+            left = math.floor(centre)
+            for index, weight in ((left, left + 1 - centre), (left + 1, centre - left)):
+                if 0 <= index < n:
+                    out[i] += values[index] * weight
+        return out
+    for j in range(n):  # each input voxel spreads over the output voxels it overlaps
+        low, high = factor * (j - 0.5 * n) + 0.5 * size, factor * (j + 1 - 0.5 * n) + 0.5 * size
+        for i in range(math.floor(low), math.ceil(high)):
+            out[i] += values[j] * (min(high, i + 1) - max(low, i))
+    return out
+
+
+@pytest.mark.parametrize("factor", [0.38, 0.5, 0.57 / 1.0, 1.6 / 3.0, 2.1, 3.0])
+def test_each_axis_follows_the_definition(factor):
+    values = np.random.default_rng(0).normal(size=23)
+    volume = np.broadcast_to(values[:, None, None], (23, 2, 3))
+    assert np.allclose(zoom(volume, (factor, 1, 1))[:, 1, 2], _reference_1d(values, factor), atol=1e-5)
+
+
+def test_shrinking_by_a_whole_factor_averages_blocks():
+    volume = np.arange(4 * 4 * 2, dtype=np.float32).reshape(4, 4, 2)
+    assert np.allclose(zoom(volume, (0.5, 0.5, 0.5)), volume.reshape(2, 2, 2, 2, 1, 2).mean(axis=(1, 3, 5)))
+
+
+def test_sizes_round_up_and_unit_factors_leave_an_axis():
+    out = zoom(np.ones((10, 7, 5)), (0.57 / 1.5, 1, 2.5))
+    assert out.shape == (4, 7, 13)
+    assert out.dtype == np.float32
