@@ -134,6 +134,11 @@ class TrainOptions:
     roi_margin: float = _option(MODEL, "with --first-stage: how far beyond the first stage's liver the second stage may find "
                                        "liver", 20.0, type=_non_negative, metavar="MM")
     denoise: str = _option(MODEL, "noise reduction before the HU window", "none", choices=("none", "gaussian", "median"))
+    network: str = _option(MODEL, "with --init of the pretrained pair: the network to fine-tune (the other is kept)", "lesion",
+                           choices=("lesion", "liver"))
+    train_layers: str = _option(MODEL, "with --init of the pretrained pair: what learns: head (the finest up block and the "
+                                       "output), decoder (every up block and the output) or all", "decoder",
+                                choices=("head", "decoder", "all"))
 
     resume: bool = _option(HARDWARE, "continue from --out's last checkpoint", False, flag=True)
     accelerator: str = _option(HARDWARE, "where to train, as segment --device: auto (a CUDA GPU when there is one), cpu, "

@@ -106,6 +106,13 @@ def _card(options: TrainOptions, name: str) -> tuple[ModelCard, torch.nn.Module 
                      patch_size=list(options.patch_size), denoise=None if options.denoise == "none" else options.denoise), None
 
 
+def _is_pretrained_pair(name: str) -> bool:
+    from core.model.card import PRETRAINED_PAIR
+    from core.model.registry import model_dir
+
+    return ModelCard.load(model_dir(name)).architecture == PRETRAINED_PAIR
+
+
 def first_stage(options: TrainOptions) -> tuple[ModelCard, torch.nn.Module] | None:
     """The cascade's first stage from ``--first-stage`` (or kept from an ``--init`` cascade): its card and network."""
     from core.model.registry import load_folder, model_dir
@@ -205,6 +212,10 @@ def train(options: TrainOptions) -> Path:
         raise LiverSegError(f"--resume: no checkpoint at {checkpoints / (LAST + '.ckpt')}; start without --resume")
     if not options.resume and (checkpoints / f"{LAST}.ckpt").exists():
         raise LiverSegError(f"{out} holds an unfinished run; add --resume to continue it, or choose another --out")
+    if options.init and _is_pretrained_pair(options.init):
+        from core.training.fine_tuning import fine_tune_pair
+
+        return fine_tune_pair(options, command, out)
     options = replace(options, num_workers=_num_workers(options))
     # Lightning's start-up notices (GPU/TPU availability, tips) would drown the training log.
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)

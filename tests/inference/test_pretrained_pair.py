@@ -92,8 +92,8 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 def test_the_port_matches_the_authors_pipeline(shared_data, case):
     """../shared/reference/pyliverlesionseg: what a faithful run of the authors' package gave on two shared scans.
     The networks alone, before this project's clean-up (which removes lesions away from the liver)."""
-    from core.inference.segmenter import Segmenter
     from core.imageio.nifti import read_scan
+    from core.inference.segmenter import Segmenter
 
     segmenter = Segmenter("kul-liver-lesion-v1", device="cpu")
     scan = read_scan(shared_data / case / "ct.nii.gz")
