@@ -93,6 +93,8 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
                             st.session_state["models_error"] = str(error)
                         st.rerun()
 
+        if card.purpose:
+            st.write(card.purpose)
         facts = [f"created {card.created[:16].replace('T', ' ')}" if card.created else None,
                  size_text(model_size_bytes(card.name)),
                  card.cases_text(),
@@ -116,6 +118,9 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
                 if card.cascade:
                     st.markdown("**Training of the first stage**")
                     facts_table(card.first_stage.training or {})
+                if card.pretrained:
+                    st.markdown("**Pretrained networks: source, licence, what they were trained on**")
+                    facts_table(card.pretrained)
             with right:
                 st.markdown("**Metrics**")
                 facts_table(card.metrics or {})

@@ -57,6 +57,7 @@ class ModelCard:
             authors trained on), ``networks`` (``{"liver": {"weights": FILE, "member": PATH in the
             wheel, "sha256": ...}, "lesion": {...}}``), and ``cpu_bfloat16`` (bfloat16 on a CPU was
             measured to keep the labels: the figures; absent where it was not measured).
+        purpose: what the model is for, in one sentence a visitor understands (the Models page shows it).
     """
 
     name: str
@@ -74,6 +75,7 @@ class ModelCard:
     lesion_threshold: float = 0.5
     architecture: str = UNET
     pretrained: dict | None = None
+    purpose: str = ""
 
     def __post_init__(self) -> None:
         problems = self._pair_problems() if self.architecture == PRETRAINED_PAIR else self._unet_problems()
