@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare-models", help="score models side by side on every labelled case, each only "
                                                          "where it never saw the case")
-    compare.add_argument("models", nargs="+", help="model names in trained/")
+    compare.add_argument("models", nargs="+", help="model names in trained/, or model folders (a fold, a training output)")
     compare.add_argument("--data", type=Path, action="append", metavar="DIR",
                          help="data folders to find labelled cases in (repeatable; default: LIVERSEG_DATA_DIRS, else "
                               "../shared/data and the sample)")

@@ -20,8 +20,8 @@ from core import pipeline
 from core.evaluation.metrics import summary
 from core.imageio.nifti import read_scan
 from core.inference.segmenter import Segmenter
-from core.model.card import ModelCard
-from core.model.registry import model_dir
+from core.model.card import CARD_FILE, ModelCard
+from core.model.registry import load_folder, model_dir
 from core.training.discovery import Case, discover, sha256
 
 #: The columns of the table, as ``metrics.summary`` names them.
@@ -41,13 +41,25 @@ def _fold_row(card: ModelCard, case: Case) -> dict | None:
     return None
 
 
+def _folder(model: str) -> Path:
+    """A model's folder: ``model`` itself when it is one (a fold, a training output), else the registry's."""
+    return Path(model) if (Path(model) / CARD_FILE).is_file() else model_dir(model)
+
+
+def _segmenter(model: str, device: str) -> Segmenter:
+    if (Path(model) / CARD_FILE).is_file():
+        network, card, first_stage = load_folder(Path(model))
+        return Segmenter.from_network(network, card, device=device, first_stage=first_stage)
+    return Segmenter(model, device=device)
+
+
 def compare(models: list[str], data_dirs: list[Path], device: str = "auto", log=print) -> list[dict]:
-    """One row per (case, model): how it was measured (``ZERO_SHOT``, ``CROSS_VALIDATED``, ``SEEN``),
+    """One row per (case, model; a name in trained/ or a model folder): how it was measured (``ZERO_SHOT``, ``CROSS_VALIDATED``, ``SEEN``),
     ``COLUMNS``, the reference's lesion count and the seconds the segmentation took."""
     cases = discover(data_dirs).require_cases()
     rows = []
     for name in models:
-        segmenter = Segmenter(name, device=device)
+        segmenter = _segmenter(name, device)
         card = segmenter.card
         seen = _trained_images(card)
         for case in cases:
@@ -96,7 +108,7 @@ def record_in_cards(rows: list[dict]) -> list[str]:
         measured = [row for row in mine if row["measured"] != SEEN]
         mean = {key: float(np.mean(values)) if (values := [row[key] for row in measured if row.get(key) is not None]) else None
                 for key in COLUMNS}
-        folder = model_dir(name)
+        folder = _folder(name)
         card = ModelCard.load(folder)
         card.metrics["comparison"] = {
             "rule": "python -m core compare-models: each labelled case scored where the model never saw it (or by its "
