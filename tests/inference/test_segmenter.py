@@ -225,3 +225,28 @@ def test_a_cascade_card_and_its_first_stage_come_together():
         Segmenter.from_network(NearestIntensity(CASCADE), CASCADE)
     with pytest.raises(LiverSegError, match="only a cascade takes one"):
         Segmenter.from_network(NearestIntensity(CARD), CARD, first_stage=Nothing())
+
+
+@pytest.mark.parametrize(("precision", "cpu_amp"), [("auto", True), ("float32", False), ("mixed", True)])
+def test_pretrained_pair_gpu_out_of_memory_finishes_on_the_cpu(monkeypatch, precision, cpu_amp):
+    """The pair's CUDA path, simulated: every input asked for on CUDA runs out of memory; the scan finishes on the
+    CPU, says so, and keeps the precision rules (bfloat16 on the CPU where the card records it was measured)."""
+    from core.model.multipathway_unet import NetworkPair
+    from tests.inference.test_pretrained_pair import _small_body, _stand_in
+
+    card = ModelCard.load(config.TRAINED_DIR / "kul-liver-lesion-v1")
+    stand_in, asked = _stand_in([]), []
+
+    def forward(network, array, device, amp):
+        asked.append((device.type, amp))
+        if device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return stand_in("liver" if network.architecture.padding == "same" else "lesion", array)
+
+    monkeypatch.setattr(inference, "_forward", forward)
+    on_gpu = Segmenter.from_network(NetworkPair(), card, precision=precision)
+    on_gpu._pair.device = torch.device("cuda")  # what resolve_device("auto") gives on a GPU machine (no .to() here)
+    result = on_gpu.segment(Scan(_small_body(), np.diag([3.0, 3.0, 3.0, 1.0])))
+    assert asked[0] == ("cuda", precision != "float32") and set(asked[1:]) == {("cpu", cpu_amp)}
+    assert result.device == "cpu" and OOM_NOTE in result.notes
+    assert (result.labels == 1).any() and result.model == "kul-liver-lesion-v1"
