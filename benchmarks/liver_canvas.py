@@ -75,7 +75,7 @@ def main() -> None:
         image_file = nib.load(folder / "ct.nii.gz")
         expert = np.asarray(nib.load(label).dataobj) > 0
         scan = pair_recipe.Canonical(np.asarray(image_file.dataobj, np.float32), image_file.affine)
-        lps = np.flip(scan.hu, (0, 1))
+        lps = np.flip(scan.voxels, (0, 1))
         image, box = pair_recipe._liver_input(lps, scan.spacing)
         for name, shape in (("trained", pair_recipe.LIVER_CANVAS), ("smallest", smallest_canvas(image.shape))):
             liver, seconds = liver_on(shape, image, box, lps.shape, scan, network)

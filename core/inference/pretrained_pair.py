@@ -63,11 +63,11 @@ class PairOutput:
 
 
 class Canonical:
-    """A scan's voxels in RAS order (the networks' order) and the way back to the scan's own order."""
+    """A scan's voxels (HU, or a mask of its grid) in RAS order, the networks' order, and the way back."""
 
     def __init__(self, voxels: np.ndarray, affine: np.ndarray) -> None:
         self._ornt = nib.orientations.io_orientation(affine)
-        self.hu = np.ascontiguousarray(nib.orientations.apply_orientation(voxels, self._ornt), np.float32)
+        self.voxels = np.ascontiguousarray(nib.orientations.apply_orientation(voxels, self._ornt), np.float32)
         canonical_affine = affine @ nib.orientations.inv_ornt_aff(self._ornt, voxels.shape)
         self.spacing = np.sqrt((canonical_affine[:3, :3] ** 2).sum(axis=0))
         self._back = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt("RAS"), self._ornt)
@@ -104,9 +104,9 @@ def _in_canvas(image: np.ndarray) -> tuple[np.ndarray, tuple[slice, ...]]:
 def liver_input_and_target(voxels: np.ndarray, affine: np.ndarray, liver: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The liver network's canvas for a scan and the liver mask (scan's grid) as its output should be, for fine-tuning."""
     scan = Canonical(voxels, affine)
-    image, box = _liver_input(np.flip(scan.hu, (0, 1)), scan.spacing)
+    image, box = _liver_input(np.flip(scan.voxels, (0, 1)), scan.spacing)
     canvas, output = _in_canvas(image)
-    mask = np.flip(Canonical(liver.astype(np.float32), affine).hu, (0, 1))[box]
+    mask = np.flip(Canonical(liver.astype(np.float32), affine).voxels, (0, 1))[box]
     mask = zoom(zoom(mask, scan.spacing / LIVER_MEDIAN_MM), [LIVER_MEDIAN_MM / LIVER_MM] * 3) > THRESHOLD
     target = np.zeros(LIVER_OUTPUT, np.float32)
     target[output] = np.flip(mask, (0, 1))
@@ -156,7 +156,7 @@ class LesionView:
         near_liver = ndimage.binary_dilation(resampled_liver, ndimage.iterate_structure(_CROSS, 2))
         self.grid_shape = near_liver.shape
         self.box = ndimage.find_objects(near_liver.astype(np.int8))[0]
-        hu = np.clip(zoom(scaled_hu(scan.hu), self.factors)[self.box], -0.5, 0.5)
+        hu = np.clip(zoom(scaled_hu(scan.voxels), self.factors)[self.box], -0.5, 0.5)
         self.image = np.where(near_liver[self.box], hu, OUTSIDE_LIVER).astype(np.float32)
         self.liver = resampled_liver[self.box]
 
@@ -182,7 +182,7 @@ class PretrainedPair:
         start = time.perf_counter()
         report("abdomen", 0.0)
         scan = Canonical(voxels, affine)
-        hu_lps = np.flip(scan.hu, (0, 1))  # the recipe's crop is defined on LPS arrays
+        hu_lps = np.flip(scan.voxels, (0, 1))  # the recipe's crop is defined on LPS arrays
         image, box = _liver_input(hu_lps, scan.spacing)
         seconds["abdomen"] = time.perf_counter() - start
 
@@ -200,7 +200,7 @@ class PretrainedPair:
             crop_shape = np.array(hu_lps[box].shape)
             liver_lps[box] = ndimage.zoom(mask.astype(np.int16), crop_shape / mask.shape, order=1, prefilter=False) > 0
         liver = np.flip(liver_lps, (0, 1))
-        lesion_probability = np.zeros(scan.hu.shape, np.float32)
+        lesion_probability = np.zeros(scan.voxels.shape, np.float32)
         tiles = (0, 0)
         if mask is not None:
             lesion_probability, tiles = self._lesions(scan, liver, report)
@@ -218,7 +218,7 @@ class PretrainedPair:
         # voxel is lesion where the interpolated mask is positive. The probability travels the same way.
         full = np.zeros(view.grid_shape, np.float32)
         full[view.box] = np.where(probability > THRESHOLD, probability, 0)
-        return ndimage.zoom(full, np.array(scan.hu.shape) / full.shape, order=1, prefilter=False), tiles
+        return ndimage.zoom(full, np.array(scan.voxels.shape) / full.shape, order=1, prefilter=False), tiles
 
     def _tiled(self, image: np.ndarray, liver: np.ndarray, report: Report) -> tuple[np.ndarray, tuple[int, int]]:
         centres = tile_centres(image.shape)

@@ -72,7 +72,7 @@ class _LesionCase:
 
     def __init__(self, case: Case) -> None:
         scan = read_scan(case.image)
-        labels = Canonical(case.ground_truth().labels, scan.affine).hu
+        labels = Canonical(case.ground_truth().labels, scan.affine).voxels
         self.view = LesionView(Canonical(scan.voxels, scan.affine), labels > BACKGROUND)
         self.lesion = self.view.resampled(labels == LESION)
 
