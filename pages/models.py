@@ -106,10 +106,7 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
         if headline:
             numbers = st.columns(6)
             for cell, (key, value) in zip(numbers, headline.items()):
-                cell.metric(metric_label(key), f"{value:.3f}" if isinstance(value, float) else value,
-                            help="Mean of a leave-one-case-out cross-validation: each case scored by a model trained "
-                            "without it." if card.cross_validated else
-                            "Measured on held-out cases the model was not trained on.")
+                cell.metric(metric_label(key), f"{value:.3f}" if isinstance(value, float) else value, help=card.headline_rule())
         with st.expander("Model card"):
             left, right = st.columns(2)
             with left:

@@ -145,15 +145,29 @@ class ModelCard:
         return None if self.cascade is None else float(self.cascade["roi_margin_mm"])
 
     def headline_metrics(self) -> dict[str, float]:
-        """The card's summary numbers: numeric values of its ``mean`` (its cross-validation's when it has
-        one), its ``summary``, or its top level."""
+        """The card's summary numbers: numeric values of its ``compare-models`` mean (every model compared
+        on the same cases by the same rule), else its cross-validation's mean, its ``summary``, or its top level."""
         metrics = self.metrics or {}
-        source = (metrics.get("cross_validation") or {}).get("mean") or metrics.get("summary") or metrics.get("mean") or metrics
+        source = ((metrics.get("comparison") or {}).get("mean") or (metrics.get("cross_validation") or {}).get("mean")
+                  or metrics.get("summary") or metrics.get("mean") or metrics)
         return {key: value for key, value in source.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+    def headline_rule(self) -> str:
+        """How the headline numbers were measured, in a sentence for the reader."""
+        metrics = self.metrics or {}
+        if metrics.get("comparison"):
+            cases = ", ".join(row["case"] for row in metrics["comparison"]["cases"] if row["measured"] != "trained on it")
+            return (f"Mean over {cases}: every labelled case, each scored where this model never saw it (for a case it "
+                    "was trained on, by its leave-one-case-out fold); the same cases and rule for every model compared.")
+        if self.cross_validated:
+            return "Mean of a leave-one-case-out cross-validation: each case scored by a model trained without it."
+        return "Measured on held-out cases the model was not trained on."
 
     def cases_text(self) -> str | None:
         """``"trained on 3 cases, 1 held out"`` from the card's data records (their ``role``), ``None`` without records."""
         data = (self.training or {}).get("data")
+        if self.architecture == PRETRAINED_PAIR and not data:
+            return "trained by its authors on their own clinical scans"
         if not isinstance(data, list):
             return None
         held_out = sum(isinstance(item, dict) and item.get("role") == "validation" for item in data)

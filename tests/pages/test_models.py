@@ -123,9 +123,9 @@ def test_without_models_the_page_points_to_training(tmp_path, monkeypatch, run_p
     assert "Train page" in run_page("models").info[0].value
 
 
-def test_a_cascade_shows_both_stages_and_its_cross_validation(trained, run_page):
-    """The shipped cascade's card (written by training, then by ``python -m core cross-validate``) shows both stages and
-    the cross-validation's mean."""
+def test_a_cascade_shows_both_stages_and_the_comparisons_mean(trained, run_page):
+    """The shipped cascade's card (written by training, ``cross-validate`` and ``compare-models``) shows both stages and
+    the mean of the comparison that put every model on the same cases, with the rule in its help."""
     shutil.copytree(SHIPPED_DIR / CASCADE, trained / CASCADE)
     card = ModelCard.load(trained / CASCADE)
     page = run_page("models")
@@ -133,10 +133,10 @@ def test_a_cascade_shows_both_stages_and_its_cross_validation(trained, run_page)
     facts = next(caption.value for caption in cascade.caption if caption.value.startswith("created"))
     spacing = " × ".join(f"{value:g}" for value in card.spacing_mm)
     assert f" · two-stage cascade · voxels of {spacing} mm · " in facts
-    mean = card.metrics["cross_validation"]["mean"]
+    mean = card.metrics["comparison"]["mean"]
     metrics = {metric.label: metric.value for metric in cascade.metric}
     assert (metrics["Liver Dice"], metrics["Lesion Dice"]) == (f"{mean['liver_dice']:.3f}", f"{mean['lesion_dice']:.3f}")
-    assert "cross-validation" in cascade.metric[0].help
+    assert "never saw" in cascade.metric[0].help and "leave-one-case-out" in cascade.metric[0].help
     assert [code.value for code in cascade.code][:2] == [card.training["command"], card.first_stage.training["command"]]
     architecture = [block.value for block in cascade.markdown if "stage" in block.value]
     coarse_spacing = " × ".join(f"{value:g}" for value in card.first_stage.spacing_mm)
