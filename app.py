@@ -7,8 +7,6 @@ private upload folder (``st.session_state["uploads"]``, a ``core.server.uploads.
 ``pages/`` directly, around the gate.
 """
 
-import math
-
 import streamlit as st
 
 from core.errors import LiverSegError
@@ -50,17 +48,13 @@ def _login_form(policy: access.AccessPolicy) -> None:
         submitted = st.form_submit_button("Log in", type="primary")
     if not submitted:
         return
-    wait = max(caches.login_throttle().wait_seconds(key) for key in keys)
-    if wait > 0:
-        st.error(f"Too many failed attempts. Try again in {math.ceil(wait)} seconds.")
-    elif policy.check(user, password):
-        for key in keys:
-            caches.login_throttle().succeeded(key)
+    outcome = caches.login_guard().attempt(policy, user, password, keys)
+    if isinstance(outcome, access.Refusal):
+        st.error(outcome.message, icon=":material/lock_clock:")
+    elif outcome:
         st.session_state["user"] = user.strip() or "shared password"
         st.rerun()
     else:
-        for key in keys:
-            caches.login_throttle().failed(key)
         st.error("Wrong user name or password." if policy.users else "Wrong password.")
 
 
