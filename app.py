@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.errors import LiverSegError
 from core.server import access, uploads
-from ui import caches
+from ui import caches, lifecycle
 from ui.session import upload_session
 
 st.set_page_config(page_title="LiverSeg", page_icon="🩺", layout="wide")
@@ -59,6 +59,7 @@ def _login_form(policy: access.AccessPolicy) -> None:
 
 
 def _logout() -> None:
+    lifecycle.keeper().sign_out()
     if "uploads" in st.session_state:
         st.session_state["uploads"].close()
     st.session_state.clear()
@@ -66,6 +67,7 @@ def _logout() -> None:
 
 def _pages() -> list:
     """The pages this session may see: all of them, or only the login form or a configuration error."""
+    keeper = lifecycle.keeper()  # from the first session on, uploads need a signed-in session
     try:
         policy = access.policy_from(auth_secrets=_auth_secrets())
     except LiverSegError as error:
@@ -80,7 +82,7 @@ def _pages() -> list:
         st.sidebar.caption(f"Signed in as **{st.session_state['user']}**")
         st.sidebar.button("Log out", icon=":material/logout:", on_click=_logout)
     try:
-        upload_session()
+        keeper.sign_in(upload_session())
     except LiverSegError as error:
         message = f"The server cannot keep uploads: {error}"  # bound here: the except clause unbinds ``error``
         return [st.Page(lambda: st.error(message), title="LiverSeg", url_path="error")]
