@@ -13,6 +13,7 @@ from core.errors import LiverSegError
 from core.server import access, uploads
 from ui import caches, lifecycle
 from ui.session import upload_session
+from ui.text import plain
 
 st.set_page_config(page_title="LiverSeg", page_icon="🩺", layout="wide")
 
@@ -53,6 +54,7 @@ def _login_form(policy: access.AccessPolicy) -> None:
         st.error(outcome.message, icon=":material/lock_clock:")
     elif outcome:
         st.session_state["user"] = user.strip() or "shared password"
+        st.session_state["admin"] = user.strip() in policy.admins
         st.rerun()
     else:
         st.error("Wrong user name or password." if policy.users else "Wrong password.")
@@ -79,7 +81,8 @@ def _pages() -> list:
     elif "user" not in st.session_state:
         return [st.Page(lambda: _login(policy), title="Log in", url_path="login")]
     else:
-        st.sidebar.caption(f"Signed in as **{st.session_state['user']}**")
+        role = " (administrator)" if st.session_state.get("admin") else ""
+        st.sidebar.caption(f"Signed in as **{plain(st.session_state['user'])}**{role}")
         st.sidebar.button("Log out", icon=":material/logout:", on_click=_logout)
     try:
         keeper.sign_in(upload_session())

@@ -5,6 +5,8 @@ the ``[auth]`` table in; this module never imports Streamlit):
 
 - ``LIVERSEG_PASSWORD`` or ``[auth] password``: one shared password, in plain text
   or hashed as below. The environment wins when both are set.
+- ``LIVERSEG_ADMINS`` (comma-separated) or ``[auth] admins = [...]``: named users who may
+  cancel anyone's training job (the others cancel only their own).
 - ``[auth.users]`` in ``.streamlit/secrets.toml`` and/or the TOML file named by
   ``LIVERSEG_USERS_FILE``: ``name = "pbkdf2_sha256$ITERATIONS$SALT$HASH"`` lines,
   made by ``python -m core hash-password``. The file wins for a name in both.
@@ -92,10 +94,12 @@ class AccessPolicy:
     Attributes:
         password: the shared password, plain or hashed; ``None`` when not set.
         users: user name -> ``pbkdf2_sha256$...`` hash.
+        admins: named users who may also cancel other users' training jobs.
     """
 
     password: str | None = None
     users: Mapping[str, str] = field(default_factory=dict)
+    admins: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.password is not None:
@@ -107,6 +111,9 @@ class AccessPolicy:
             if not name.strip():
                 raise LiverSegError("a user in the users list has an empty name; give every user a name")
             _parse_hash(str(encoded), f"user {name!r}")
+        unknown = sorted(self.admins - set(self.users))
+        if unknown:
+            raise LiverSegError(f"administrator(s) {', '.join(unknown)} are not among the users; list only named users as administrators")
 
     @property
     def open(self) -> bool:
@@ -163,7 +170,9 @@ def policy_from(environ: Mapping[str, str] = os.environ, auth_secrets: Mapping |
     users_file = environ.get("LIVERSEG_USERS_FILE")
     if users_file:
         users.update(read_users_file(Path(users_file).expanduser()))
-    return AccessPolicy(password=password, users=users)
+    admins = environ.get("LIVERSEG_ADMINS")
+    names = admins.split(",") if admins is not None else list(auth_secrets.get("admins", []))
+    return AccessPolicy(password=password, users=users, admins=frozenset(name.strip() for name in names if name.strip()))
 
 
 class LoginThrottle:

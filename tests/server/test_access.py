@@ -243,3 +243,11 @@ def test_only_one_password_is_hashed_at_a_time(alice_hash):
     worker.join()
     assert isinstance(busy, access.Refusal) and "checking another sign-in" in busy.message
     assert logins.attempt(AccessPolicy(password="x"), "", "x", ["tab2"]) is True
+
+
+def test_administrators_are_named_users(alice_hash):
+    policy = policy_from({"LIVERSEG_ADMINS": "alice, "}, {"users": {"alice": alice_hash, "bob": alice_hash}})
+    assert policy.admins == {"alice"}
+    assert policy_from({}, {"users": {"alice": alice_hash}, "admins": ["alice"]}).admins == {"alice"}
+    with pytest.raises(LiverSegError, match="administrator.*carol.*not among the users"):
+        policy_from({"LIVERSEG_ADMINS": "carol"}, {"users": {"alice": alice_hash}})
