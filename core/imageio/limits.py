@@ -49,6 +49,18 @@ def nifti_header(path: Path) -> nib.Nifti1Image:
     return image
 
 
+def volume_shape(shape: tuple[int, ...], name: str, what: str) -> tuple[int, ...]:
+    """``shape`` as a 3D volume's, refusing 2D images and 4D series (a trailing axis of 1 is dropped)."""
+    given = tuple(shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    if len(shape) < 3 or min(shape[:3]) < 2:
+        raise LiverSegError(f"{name} is a 2D image {given}; LiverSeg needs a 3D {what}")
+    if len(shape) > 3:
+        raise LiverSegError(f"{name} is a {len(shape)}D series {given}; give one 3D {what} (one time point or channel)")
+    return tuple(shape)
+
+
 def check_header(path: Path) -> None:
     """What the first bytes of an input show, checked without reading its voxels: a NIfTI's size, a zip's members.
 
@@ -58,7 +70,7 @@ def check_header(path: Path) -> None:
     if not path.is_file():
         return  # a folder (DICOM series) or a missing file: read_scan says what is wrong
     if path.name.lower().endswith((".nii", ".nii.gz")):
-        nifti_header(path)
+        volume_shape(nifti_header(path).shape, path.name, "volume")
     elif path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as archive:

@@ -20,7 +20,7 @@ from core.atomic import atomic_path
 from core.errors import LiverSegError
 from core.imageio.archive import extract_zip
 from core.imageio.dicom_series import read_dicom_series
-from core.imageio.limits import nifti_header
+from core.imageio.limits import nifti_header, volume_shape
 from core.reasons import reason
 from core.scan import Scan
 
@@ -108,13 +108,7 @@ def _check_geometry(image: nib.Nifti1Image, name: str) -> None:
 
 def _volume(image: nib.Nifti1Image, name: str, what: str) -> np.ndarray:
     """The image's data as a 3D array, refusing 2D images and 4D series (a trailing axis of 1 is dropped)."""
-    shape = image.shape
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) < 3 or min(shape[:3]) < 2:
-        raise LiverSegError(f"{name} is a 2D image {tuple(image.shape)}; LiverSeg needs a 3D {what}")
-    if len(shape) > 3:
-        raise LiverSegError(f"{name} is a {len(shape)}D series {tuple(image.shape)}; give one 3D {what} (one time point or channel)")
+    shape = volume_shape(image.shape, name, what)
     try:
         data = image.get_fdata(dtype=np.float32)  # applies the header's scale and offset
     except (OSError, EOFError, zlib.error, ValueError) as error:

@@ -76,3 +76,17 @@ def test_a_memory_error_is_one_clear_line(tmp_path, monkeypatch, capsys):
     parser._subparsers._group_actions[0].choices["segment"].set_defaults(run=no_memory)
     assert cli.main(["segment", str(tmp_path / "x.nii.gz"), "-o", str(tmp_path / "y.nii.gz")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("shape, message", [((64, 64, 1), "is a 2D image"), ((16, 16, 8, 3), "is a 4D series"),
+                                            ((1024, 1024, 512), "declares 1024x1024x512")])
+def test_the_cli_refuses_what_a_header_shows_before_importing_torch(shape, message, tmp_path):
+    """Issue 22, finding 9: a bad file took 4-14 s and 380 MB to be refused, because torch was imported first."""
+    path = header_only(tmp_path / "bad.nii", shape)
+    script = ("import sys, time; from core.cli import main; started = time.perf_counter(); "
+              f"code = main(['segment', {str(path)!r}, '-o', {str(tmp_path / 'out.nii.gz')!r}]); "
+              "print(code, 'torch' in sys.modules, time.perf_counter() - started)")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=config.ROOT, timeout=60)
+    code, torch_imported, seconds = run.stdout.split()
+    assert code == "2" and torch_imported == "False" and float(seconds) < 1.0, run.stdout
+    assert run.stderr.startswith("error: bad.nii") and message in run.stderr and run.stderr.count("\n") == 1
