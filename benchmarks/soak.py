@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -35,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.load_test import Case, MemoryWatch, default_cases, make_stand_in, session  # noqa: E402
+from benchmarks.load_test import Case, MemoryWatch, default_cases, make_stand_in, save_results, session  # noqa: E402
 from core import config  # noqa: E402
 from tests.e2e.app_server import CHROMIUM, CHROMIUM_FLAGS, App  # noqa: E402
 
@@ -132,9 +131,7 @@ def main() -> int:
           f"peak {report['peak_mb']} MB, end {report['end_mb']} MB ({report['end_mb'] - report['start_mb']:+d} MB)")
     print(f"upload folders left over: {len(leftover)}")
     print("targets met" if ok else "TARGETS MISSED")
-    results = config.ROOT / "benchmarks" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "soak.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    save_results("soak", report)
     return 0 if ok else 1
 
 
