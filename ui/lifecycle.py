@@ -26,7 +26,6 @@ import os
 import threading
 import time
 
-import streamlit as st
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -113,9 +112,19 @@ def release_memory() -> None:
         pass
 
 
-@st.cache_resource
+_keeper: SessionKeeper | None = None
+_keeper_lock = threading.Lock()
+
+
 def keeper() -> SessionKeeper:
-    """The one keeper of this server process, installed on first use."""
-    kept = SessionKeeper(Runtime.instance())
-    kept.install()
-    return kept
+    """The one keeper of this server process, installed on first use.
+
+    A module-level singleton, not ``st.cache_resource``: clearing the caches must never
+    install a second gate around the first (whose sign-ins the new keeper would not know).
+    """
+    global _keeper
+    with _keeper_lock:
+        if _keeper is None:
+            _keeper = SessionKeeper(Runtime.instance())
+            _keeper.install()
+    return _keeper
