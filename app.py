@@ -7,14 +7,13 @@ private upload folder (``st.session_state["uploads"]``, a ``core.server.uploads.
 ``pages/`` directly, around the gate.
 """
 
-import math
-
 import streamlit as st
 
 from core.errors import LiverSegError
 from core.server import access, uploads
-from ui import caches
+from ui import caches, lifecycle
 from ui.session import upload_session
+from ui.text import plain
 
 st.set_page_config(page_title="LiverSeg", page_icon="🩺", layout="wide")
 
@@ -50,21 +49,19 @@ def _login_form(policy: access.AccessPolicy) -> None:
         submitted = st.form_submit_button("Log in", type="primary")
     if not submitted:
         return
-    wait = max(caches.login_throttle().wait_seconds(key) for key in keys)
-    if wait > 0:
-        st.error(f"Too many failed attempts. Try again in {math.ceil(wait)} seconds.")
-    elif policy.check(user, password):
-        for key in keys:
-            caches.login_throttle().succeeded(key)
+    outcome = caches.login_guard().attempt(policy, user, password, keys)
+    if isinstance(outcome, access.Refusal):
+        st.error(outcome.message, icon=":material/lock_clock:")
+    elif outcome:
         st.session_state["user"] = user.strip() or "shared password"
+        st.session_state["admin"] = user.strip() in policy.admins
         st.rerun()
     else:
-        for key in keys:
-            caches.login_throttle().failed(key)
         st.error("Wrong user name or password." if policy.users else "Wrong password.")
 
 
 def _logout() -> None:
+    lifecycle.keeper().sign_out()
     if "uploads" in st.session_state:
         st.session_state["uploads"].close()
     st.session_state.clear()
@@ -72,6 +69,7 @@ def _logout() -> None:
 
 def _pages() -> list:
     """The pages this session may see: all of them, or only the login form or a configuration error."""
+    keeper = lifecycle.keeper()  # from the first session on, uploads need a signed-in session
     try:
         policy = access.policy_from(auth_secrets=_auth_secrets())
     except LiverSegError as error:
@@ -83,10 +81,11 @@ def _pages() -> list:
     elif "user" not in st.session_state:
         return [st.Page(lambda: _login(policy), title="Log in", url_path="login")]
     else:
-        st.sidebar.caption(f"Signed in as **{st.session_state['user']}**")
+        role = " (administrator)" if st.session_state.get("admin") else ""
+        st.sidebar.caption(f"Signed in as **{plain(st.session_state['user'])}**{role}")
         st.sidebar.button("Log out", icon=":material/logout:", on_click=_logout)
     try:
-        upload_session()
+        keeper.sign_in(upload_session())
     except LiverSegError as error:
         message = f"The server cannot keep uploads: {error}"  # bound here: the except clause unbinds ``error``
         return [st.Page(lambda: st.error(message), title="LiverSeg", url_path="error")]

@@ -231,6 +231,13 @@ async def measure(url: str, cases: list[Case], sessions: int, downloads: Path, w
             "server_vmhwm_mb": round(watch.hwm_kb() / 1024)}
 
 
+def save_results(name: str, report: dict) -> None:
+    """Write ``report`` to ``benchmarks/results/NAME.json`` (git-ignored)."""
+    results = config.ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=4, help="concurrent browser sessions (default 4)")
@@ -264,9 +271,7 @@ def main() -> int:
     print(f"server memory: idle {idle_mb} MB, peak during the concurrent phase {report['server_peak_rss_concurrent_mb']} MB, "
           f"VmHWM {report['server_vmhwm_mb']} MB")
     print("every session got its own correct result" if ok else "SOME SESSION GOT A WRONG RESULT")
-    results = config.ROOT / "benchmarks" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / "load_test.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    save_results("load_test", report)
     return 0 if ok else 1
 
 

@@ -29,14 +29,20 @@ _SEGMENT_STAGES = {"first_stage": (0, 10), "preprocess": (10, 10), "infer": (20,
 def _segment(args: argparse.Namespace) -> None:
     import time
 
-    from core.imageio.nifti import NIFTI_SUFFIXES, read_scan, write_labels
+    from core.imageio.limits import check_header
 
     started = time.perf_counter()
+    check_header(args.input)  # a file whose header shows the fault is refused before torch is imported
+
+    from core.imageio.nifti import NIFTI_SUFFIXES, read_scan, write_labels
+
     if not args.output.name.lower().endswith(NIFTI_SUFFIXES):
         raise LiverSegError(f"{args.output.name}: the label map is written as NIfTI; name the output .nii.gz or .nii")
     if args.dicom_seg and args.dicom_seg.suffix.lower() != ".dcm":
         raise LiverSegError(f"{args.dicom_seg.name}: the DICOM SEG is written as a DICOM file; name it .dcm")
     scan = read_scan(args.input)
+    if scan.details.get("series", "the only series") != "the only series":
+        print(f"note: {scan.source}: took {scan.details['series']}", file=sys.stderr)
     if args.dicom_seg:
         from core.imageio.dicom_seg import unavailable_reason
 
@@ -95,6 +101,10 @@ def _evaluate(args: argparse.Namespace) -> None:
     import json
     from dataclasses import replace
 
+    from core.imageio.limits import check_header
+
+    check_header(args.prediction)  # before the heavy imports below
+    check_header(args.ground_truth)
     from core import pipeline
     from core.affine import spacing_mm
     from core.evaluation.metrics import format_evaluation
@@ -114,6 +124,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _lesions(args: argparse.Namespace) -> None:
+    from core.imageio.limits import check_header
+
+    check_header(args.scan)  # before the heavy imports below
+    check_header(args.mask)
     from core import pipeline
     from core.imageio.ground_truth import check_label_values, to_grid
     from core.imageio.nifti import read_label_map, read_scan
@@ -287,6 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except OSError as error:  # a full disk, a lost network share: the machine's state, not a bug
         print(f"error: {error.strerror or error}; free space or fix the folder and run again (earlier outputs are intact)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:  # a volume within the limits, but more than the machine has free at this moment
+        print("error: not enough memory for this input now; try again when the server is less busy, or with a smaller scan",
               file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

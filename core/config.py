@@ -7,6 +7,7 @@ lab server can be configured without touching the code.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -65,3 +66,22 @@ ZIP_MAX_FILES = int(_number("LIVERSEG_ZIP_MAX_FILES", 5000))
 ZIP_MAX_TOTAL_BYTES = int(_number("LIVERSEG_ZIP_MAX_TOTAL_MB", 4096) * 2**20)
 ZIP_MAX_FILE_BYTES = int(_number("LIVERSEG_ZIP_MAX_FILE_MB", 512) * 2**20)
 ZIP_MAX_RATIO = _number("LIVERSEG_ZIP_MAX_RATIO", 200)
+
+
+def _upload_limit_mb() -> float:
+    """Streamlit's ``server.maxUploadSize`` as shipped in ``.streamlit/config.toml`` (read as text: core never imports Streamlit)."""
+    shipped = ROOT / ".streamlit" / "config.toml"
+    found = re.search(r"^maxUploadSize\s*=\s*(\d+)", shipped.read_text(encoding="utf-8"), re.MULTILINE) if shipped.is_file() else None
+    return float(found.group(1)) if found else 1024.0
+
+
+def _memory_bytes() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+#: The largest upload the app accepts (MB); the engine's volume limit follows from it.
+MAX_UPLOAD_MB = _number("LIVERSEG_MAX_UPLOAD_MB", _upload_limit_mb())
+#: The most bytes one volume may take once read (voxels x bytes per voxel, at least float32's 4): the upload limit,
+#: and never more than an eighth of the machine's memory, so that a few sessions reading at once cannot exhaust it.
+#: Every reader checks the size a header declares against it before decompressing or allocating anything.
+MAX_VOLUME_BYTES = int(_number("LIVERSEG_MAX_VOLUME_MB", min(MAX_UPLOAD_MB, _memory_bytes() / 8 / 2**20)) * 2**20)

@@ -82,9 +82,15 @@ def score(labels: np.ndarray, spacing: tuple[float, float, float], reference: Gr
     """Metrics of ``labels`` against ``reference`` on the same grid (``python -m core evaluate`` has no scan).
 
     ``lesions``: the labels' lesion table when measured already, whose components are then not labelled again.
+    A reference that covers part of the scan (``GroundTruth.covered``) is scored on that part only: the labels
+    outside it are left out, and the metrics' notes say so.
     """
-    return evaluate(labels, reference.labels, spacing, liver_only=reference.liver_only,
-                    prediction_components=None if lesions is None else lesions.components)
+    if reference.covered is None:
+        return evaluate(labels, reference.labels, spacing, liver_only=reference.liver_only,
+                        prediction_components=None if lesions is None else lesions.components)
+    result = evaluate(np.where(reference.covered, labels, 0), reference.labels, spacing, liver_only=reference.liver_only)
+    result["notes"].insert(0, f"measured on the {reference.covered_share:.0%} of the scan that the reference covers, not on the whole scan")
+    return result
 
 
 def run(scan: Scan, segmenter: Segments, reference: GroundTruth | None = None, progress: Progress | None = None,

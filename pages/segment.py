@@ -26,6 +26,7 @@ from core.viewing.slices import PLANES, WINDOW_PRESETS, DisplayVolume, View, leg
 from ui import caches
 from ui.session import require_login, upload_session
 from ui.state import Loaded, Reference, Shown, keep_result, set_reference, set_scan, shown_result
+from ui.text import plain
 from ui.uploads import fingerprint, name_stem, read_upload
 from widgets.slice_viewer import slice_viewer
 
@@ -58,7 +59,7 @@ def _choose_scan() -> None:
                 set_scan(Loaded(fingerprint(data), read_scan(config.SAMPLE_SCAN), "LiTS case 117 (sample)", sample=True))
         elif uploaded is not None and uploaded.file_id != st.session_state.get("scan_upload_id"):
             st.session_state["scan_upload_id"] = uploaded.file_id
-            with st.spinner(f"Reading {uploaded.name}…"):
+            with st.spinner(f"Reading {plain(uploaded.name)}…"):
                 scan, key = read_upload(uploaded, read_scan)
             set_scan(Loaded(key, scan, uploaded.name, sample=False))
     except LiverSegError as error:
@@ -69,7 +70,7 @@ def _choose_scan() -> None:
 
 def _describe(loaded: Loaded) -> None:
     scan = loaded.scan
-    st.markdown(f"**Scan:** {loaded.name} · {' × '.join(map(str, scan.shape))} voxels of "
+    st.markdown(f"**Scan:** {plain(loaded.name)} · {' × '.join(map(str, scan.shape))} voxels of "
                 f"{' × '.join(f'{s:.2f}' for s in scan.spacing)} mm")
     if loaded.sample:
         st.caption(f":material/info: {SPACING_NOTE}: volumes and distances are estimates.")
@@ -90,7 +91,7 @@ def _choose_reference(loaded: Loaded) -> None:
                                          load_ground_truth(config.SAMPLE_LABELS, loaded.scan)))
             elif uploaded is not None and uploaded.file_id != st.session_state.get("reference_upload_id"):
                 st.session_state["reference_upload_id"] = uploaded.file_id
-                with st.spinner(f"Reading {uploaded.name}…"):
+                with st.spinner(f"Reading {plain(uploaded.name)}…"):
                     truth, key = read_upload(uploaded, lambda path: load_ground_truth(path, loaded.scan))
                 set_reference(Reference(loaded.key, key, uploaded.name, truth))
         except LiverSegError as error:
@@ -99,9 +100,9 @@ def _choose_reference(loaded: Loaded) -> None:
             st.error(st.session_state["reference_error"], icon=":material/error:")
         reference = st.session_state.get("reference")
         if reference is not None:
-            st.success(f"Reference: {reference.name}", icon=":material/check_circle:")
+            st.success(f"Reference: {plain(reference.name)}", icon=":material/check_circle:")
             for warning in reference.truth.warnings:
-                st.warning(warning)
+                st.warning(plain(warning))  # they name the file
 
 
 def _model_settings() -> tuple[str | None, str]:
@@ -273,7 +274,7 @@ def _comparison(result: Shown, reference: Reference) -> None:
             result.metrics[reference.key] = result.result.score(reference.truth)
     metrics = result.metrics[reference.key]
     detection = metrics["lesion_detection"]
-    st.markdown(f"**Compared with:** {reference.name}")
+    st.markdown(f"**Compared with:** {plain(reference.name)}")
     if detection["reference_lesions"] is not None:
         found, alarms, missed = st.columns(3)
         found.metric("Reference lesions found", f"{detection['true_positives']} of {detection['reference_lesions']}", border=True,

@@ -15,7 +15,7 @@ import streamlit as st
 
 from core import config
 from core.devices import DEVICES
-from core.errors import LiverSegError
+from core.errors import LiverSegError, without_paths
 from core.jobs import processes
 from core.jobs.records import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, TrainingRequest
 from core.jobs.runner import JobRunner
@@ -25,7 +25,8 @@ from core.training.options import TrainingOption, training_options
 from core.training.progress import END, START, STEP, VALIDATION, events
 from core.viewing.numbers import MISSING, number
 from ui.forms import typed_words
-from ui.session import require_login
+from ui.session import current_user, require_login
+from ui.text import plain
 
 require_login()
 
@@ -107,30 +108,39 @@ def jobs_table(all_jobs: list[Job]) -> None:
     rows = []
     for job in all_jobs:
         best = summary(job)
-        rows.append({"Model name": job.name, "Status": job.state, "Submitted": job.created[:16].replace("T", " "),
+        rows.append({"Model name": job.name, "Started by": job.owner or "", "Status": job.state, "Submitted": job.created[:16].replace("T", " "),
                      "Duration": duration(job.duration_s), "Best liver Dice": best.get("liver_dice"),
                      "Best lesion Dice": best.get("lesion_dice"), "Registered as": job.model or "",
-                     "Note": job.reason or ""})
+                     "Note": without_paths(job.reason or "")})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "Best liver Dice": st.column_config.NumberColumn(format="%.3f"),
         "Best lesion Dice": st.column_config.NumberColumn(format="%.3f")})
 
 
 def follow(job: Job) -> None:
-    """Status, progress, curves, log and Cancel of one job."""
+    """Status, progress, curves, log and Cancel of one job (Cancel only for whoever started it, or an administrator).
+
+    Every user sees every job, but no server path: logs, reasons and the command are shown with
+    each path reduced to its last name (``core.errors.without_paths``).
+    """
     records = job.progress()
+    user, admin = current_user()
     left, right = st.columns([3, 1], vertical_alignment="center")
     left.subheader(f"{job.name} {STATE_BADGES[job.state]}", anchor=False)
-    if job.active and right.button("Cancel job", icon=":material/stop_circle:", key=f"cancel-{job.id}", width="stretch"):
-        with st.spinner("Stopping the training…"):
-            runner.cancel(job.id)
-        st.rerun()
+    left.caption(f"Started by {plain(job.owner or 'an unknown user')}")
+    if job.active and job.may_cancel(user, admin):
+        if right.button("Cancel job", icon=":material/stop_circle:", key=f"cancel-{job.id}", width="stretch"):
+            with st.spinner("Stopping the training…"):
+                runner.cancel(job.id, by=user, admin=admin)
+            st.rerun()
+    elif job.active:
+        right.caption("Only whoever started this job, or an administrator, can cancel it.")
     if job.state == QUEUED:
         st.info("Waiting for the running job to finish: one job trains at a time on each GPU (one on a CPU-only server).")
     elif job.state == FAILED:
-        st.error(f"Failed: {job.reason}")
+        st.error(f"Failed: {without_paths(job.reason or '')}")
     elif job.state == CANCELLED:
-        st.warning(f"Cancelled: {job.reason}. No model was registered.")
+        st.warning(f"Cancelled: {without_paths(job.reason or '')}. No model was registered.")
     elif job.state == SUCCEEDED:
         ending = events(records, END)
         how = f" ({ending[-1]['status']})" if ending and ending[-1].get("status") not in (None, "finished") else ""
@@ -165,13 +175,13 @@ def follow(job: Job) -> None:
         curves[1].plotly_chart(dice_figure(records), width="stretch", key=f"dice-{job.id}")
     elif job.active:
         st.caption("Reading and preparing the cases: the curves start with the first training steps.")
-    log = job.log_tail(12)
+    log = without_paths(job.log_tail(12))
     if log:
         st.caption("Log (last lines)")
         st.code(log, language=None, wrap_lines=True)
     with st.expander("Job details"):
-        st.write(f"Job folder: `{job.folder}`")
-        st.code(" ".join(job.command), language="bash", wrap_lines=True)
+        st.caption(f"Job {job.id}; the command it runs:")
+        st.code(without_paths(" ".join(job.command)), language="bash", wrap_lines=True)
 
 
 def jobs_panel(polling: bool) -> None:
@@ -314,7 +324,7 @@ def new_job_form() -> None:
         try:
             job = runner.submit(TrainingRequest(name=name.strip(), data=[str(choice.folder) for choice in selected],
                                                      init=init, device=device, options=options,
-                                                     first_stage=None if init else first_stage))
+                                                     first_stage=None if init else first_stage), owner=current_user()[0])
         except LiverSegError as error:
             st.error(str(error))
             return

@@ -160,3 +160,17 @@ def test_every_real_ct_is_segmented_on_its_own_grid_and_the_mr_refused(trained, 
         np.testing.assert_allclose(written.affine, scan.affine, atol=1e-4)
     assert main(["segment", str(shared_data / "totalseg-example" / "mr_not_ct.nii.gz"), "-o", str(tmp_path / "mr.nii.gz")]) == 2
     assert "not MR" in capsys.readouterr().err and not (tmp_path / "mr.nii.gz").exists()
+
+
+def test_the_cli_names_the_series_it_took_from_a_multi_series_zip(trained, tmp_path, capsys):
+    """Issue 22, finding 9."""
+    scan, _ = make_phantom((32, 28, 20), spacing=(5.0, 5.0, 6.0))
+    small, _ = make_phantom((32, 28, 8), spacing=(5.0, 5.0, 6.0), seed=1)
+    files = write_dicom_series(scan, tmp_path / "a", description="PORTAL") + write_dicom_series(
+        small, tmp_path / "b", series="1.2.826.0.1.3680043.2.1125.2", description="SCOUT")
+    with zipfile.ZipFile(tmp_path / "study.zip", "w") as archive:
+        for file in files:
+            archive.write(file, f"{file.parent.name}/{file.name}")
+    assert main(["segment", str(tmp_path / "study.zip"), "-o", str(tmp_path / "labels.nii.gz")]) == 0
+    note = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: study.zip")]
+    assert note == ["note: study.zip: took the largest CT series of 2 (others, not used: CT 'SCOUT' (8 files))"]

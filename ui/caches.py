@@ -16,9 +16,9 @@ def segmenter(model: str, device: str):
 
 
 @st.cache_resource
-def login_throttle() -> access.LoginThrottle:
-    """One back-off table for the whole server process."""
-    return access.LoginThrottle()
+def login_guard() -> access.LoginGuard:
+    """One sign-in throttle for the whole server process: per tab and address, per account, overall."""
+    return access.LoginGuard()
 
 
 @st.cache_resource(show_spinner="Loading the engine...")

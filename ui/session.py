@@ -17,6 +17,15 @@ def require_login() -> None:
         st.switch_page("app.py")
 
 
+#: Who everyone is when no login is configured: one user, so anyone may cancel any job.
+OPEN_USER = "anyone (no login)"
+
+
+def current_user() -> tuple[str, bool]:
+    """The signed-in user's name and whether they are an administrator (app.py records both at sign-in)."""
+    return st.session_state.get("user", OPEN_USER), bool(st.session_state.get("admin"))
+
+
 def upload_session() -> uploads.UploadSession:
     """This session's private upload folder (app.py opens it; a page run on its own opens one here)."""
     if "uploads" not in st.session_state:

@@ -39,9 +39,11 @@ def read_upload(uploaded, reader: Callable[[Path], T]) -> tuple[T, str]:
         return reader(path), fingerprint(data)
     except LiverSegError:
         raise
+    except MemoryError:
+        raise LiverSegError(f"{path.name} does not fit in the memory the server has free now; try again later") from None
     except Exception as error:  # a file no reader foresaw: say so plainly, keep the details in the server log
         log.exception("reading upload %s failed", uploaded.name)
-        raise LiverSegError(f"{uploaded.name} could not be read ({type(error).__name__}); check that it is the file you meant "
-                            "and export it again") from None
+        raise LiverSegError(f"{path.name} could not be read ({type(error).__name__}); check that it is the file you meant "
+                            "and export it again") from None  # the saved name: only letters, digits, '.', '_' and '-'
     finally:
         path.unlink(missing_ok=True)

@@ -22,6 +22,7 @@ import SimpleITK as sitk
 from pydicom.errors import InvalidDicomError
 
 from core.errors import LiverSegError
+from core.imageio.limits import check_declared
 from core.imageio.sitk_image import from_sitk
 from core.reasons import reason
 from core.scan import Scan
@@ -107,6 +108,7 @@ def read_dicom_series(folder: Path, source: str) -> Scan:
     # the one-line error contract; every such case is turned into a LiverSegError here instead.
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     chosen, how = choose_series(find_series(Path(folder)), source)
+    check_declared(_declared_shape(chosen), 4, f"the DICOM series in {source}")  # read as float32
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(chosen.files))
     reader.SetOutputPixelType(sitk.sitkFloat32)
@@ -115,6 +117,8 @@ def read_dicom_series(folder: Path, source: str) -> Scan:
         image = reader.Execute()
     except RuntimeError as error:
         raise LiverSegError(f"the DICOM series in {source} cannot be read ({reason(error)}); export the series again") from None
+    except MemoryError:
+        raise LiverSegError(f"the DICOM series in {source} does not fit in the memory the server has free now; try again later") from None
     if image.GetDimension() != 3:
         raise LiverSegError(f"the DICOM series in {source} is {image.GetDimension()}D; LiverSeg needs a 3D CT volume")
     _check_slices(reader, image, source)
@@ -125,6 +129,15 @@ def read_dicom_series(folder: Path, source: str) -> Scan:
         details["body_part"] = chosen.body_part
     voxels, affine = from_sitk(image)
     return Scan(voxels, affine, source=source, details=details, dicom_headers=reference_headers(chosen.files))
+
+
+def _declared_shape(series: Series) -> tuple[int, int, int]:
+    """Rows, columns and slices the series declares: its first file's header times its number of files."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(series.files[0])
+    reader.ReadImageInformation()
+    size = list(reader.GetSize()) + [1]  # (columns, rows[, frames])
+    return int(size[1]), int(size[0]), int(size[2]) * len(series.files)
 
 
 def reference_headers(files: tuple[str, ...]) -> tuple[pydicom.Dataset, ...]:
@@ -151,18 +164,35 @@ def reference_headers(files: tuple[str, ...]) -> tuple[pydicom.Dataset, ...]:
     return tuple(headers)
 
 
+#: The largest gantry tilt (degrees) read as a straight stack: below it no slice moves by a tenth of a voxel or so.
+MAX_TILT_DEGREES = 0.5
+
+
 def _check_slices(reader: sitk.ImageSeriesReader, image: sitk.Image, source: str) -> None:
-    """Refuse a series with missing, duplicated or unevenly spaced slices.
+    """Refuse a series with missing, duplicated or unevenly spaced slices, or acquired with a gantry tilt.
 
     ITK would average the spacing and so misplace every slice after a gap; a damaged
-    slice file that GDCM skipped shows up here as such a gap.
+    slice file that GDCM skipped shows up here as such a gap. ITK also builds the volume
+    as a straight stack perpendicular to the slices, while a tilted gantry shifts each
+    slice sideways along the stack: the label map would then lie tens of millimetres off
+    at the far end, so such a series is refused rather than silently misplaced.
     """
     tag = "0020|0032"  # Image Position (Patient), mm in LPS
     count = image.GetDepth()
     if count < 2 or not all(reader.HasMetaDataKey(i, tag) for i in range(count)):
         return  # one multi-frame file: its frames are evenly spaced by construction
     normal = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)[:, 2]
-    positions = np.array([[float(v) for v in reader.GetMetaData(i, tag).split("\\")] for i in range(count)]) @ normal
+    points = np.array([[float(v) for v in reader.GetMetaData(i, tag).split("\\")] for i in range(count)])
+    positions = points @ normal
+    span = points[-1] - points[0]
+    along = abs(float(span @ normal))
+    tilt = float(np.degrees(np.arctan2(np.linalg.norm(span - (span @ normal) * normal), along)))
+    if tilt > MAX_TILT_DEGREES:
+        raise LiverSegError(
+            f"the DICOM series in {source} was acquired with a gantry tilt of {tilt:.1f} degrees (its slices are not "
+            "stacked straight), which LiverSeg cannot place correctly; resample it to a straight volume first "
+            "(for example 3D Slicer's DICOM import, which corrects tilt) and upload that"
+        )
     steps = np.diff(positions)
     typical = float(np.median(steps))
     if typical <= 0 or np.abs(steps - typical).max() > 0.1 * typical + 0.01:

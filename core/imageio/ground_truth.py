@@ -52,12 +52,21 @@ class GroundTruth:
         labels: uint8 labels, voxel for voxel on the scan's grid.
         liver_only: whether the reference is liver-only (no lesion label 2, a binary liver
             mask), which says nothing about lesions: its lesion metrics are not available.
-        warnings: what the user should know (resampling, labels outside the scan).
+        warnings: what the user should know (resampling, labels outside the scan, a partial field of view).
+        covered: where the reference says anything, as a boolean mask on the scan's grid, when its field
+            of view misses part of the scan; ``None`` when it covers the whole scan. Scores are measured
+            inside it only (``core.pipeline.score``): outside, the reference is silent, not "background".
     """
 
     labels: np.ndarray
     liver_only: bool
     warnings: list[str] = field(default_factory=list)
+    covered: np.ndarray | None = None
+
+    @property
+    def covered_share(self) -> float:
+        """The share of the scan's voxels the reference covers (1.0 for all of them)."""
+        return 1.0 if self.covered is None else float(self.covered.mean())
 
 
 def load_ground_truth(path: Path, scan: Grid) -> GroundTruth:
@@ -68,9 +77,29 @@ def load_ground_truth(path: Path, scan: Grid) -> GroundTruth:
     """
     path = Path(path)
     labels, affine = read_label_map(path)
-    values = check_label_values(labels, f"ground truth {path.name}")
-    on_grid, warnings = to_grid(labels, affine, scan, f"ground truth {path.name}")
-    return GroundTruth(on_grid, liver_only=LESION not in values, warnings=warnings)
+    what = f"ground truth {path.name}"
+    values = check_label_values(labels, what)
+    on_grid, warnings = to_grid(labels, affine, scan, what)
+    covered = coverage(labels.shape, affine, scan)
+    if covered is not None:
+        warnings.append(f"{what} covers only {covered.mean():.0%} of the scan (its field of view is smaller): the scores are "
+                        "measured on that part only, and whatever the model found outside it is not counted")
+    return GroundTruth(on_grid, liver_only=LESION not in values, warnings=warnings, covered=covered)
+
+
+#: A reference whose field of view leaves out less than this share of the scan counts as covering it all.
+_COVERED_ALL = 0.999
+
+
+def coverage(shape: tuple[int, ...], affine: np.ndarray, target: Grid) -> np.ndarray | None:
+    """Which voxels of ``target`` lie inside the field of view of a grid (``shape``, ``affine``); ``None`` if nearly all."""
+    target_shape, target_affine = tuple(target.shape), np.asarray(target.affine, float)
+    if tuple(shape) == target_shape and np.allclose(affine, target_affine, atol=1e-4):
+        return None
+    target_to_source = np.linalg.inv(np.asarray(affine, float)) @ target_affine
+    inside = ndimage.affine_transform(np.ones(shape, np.uint8), target_to_source, output_shape=target_shape, order=0,
+                                      mode="constant", cval=0).astype(bool)
+    return None if inside.mean() >= _COVERED_ALL else inside
 
 
 def check_label_values(labels: np.ndarray, what: str) -> set[int]:

@@ -20,6 +20,7 @@ from core.atomic import atomic_path
 from core.errors import LiverSegError
 from core.imageio.archive import extract_zip
 from core.imageio.dicom_series import read_dicom_series
+from core.imageio.limits import nifti_header, volume_shape
 from core.reasons import reason
 from core.scan import Scan
 
@@ -66,27 +67,54 @@ def read_scan(path: Path) -> Scan:
 
 
 def _load_nifti(path: Path) -> nib.Nifti1Image:
+    image = nifti_header(path)  # the declared size is checked before a byte of the data is decompressed
+    _check_geometry(image, path.name)
     try:
-        image = nib.load(path)
         image.dataobj[(0,) * len(image.shape)]  # touches the data: a header-only or empty file fails here
     except (OSError, EOFError, zlib.error, ValueError, nib.filebasedimages.ImageFileError) as error:
         raise LiverSegError(f"{path.name} cannot be read as NIfTI ({reason(error)}); the file is damaged or not NIfTI: export it again") from None
     return image
 
 
+#: How far (mm) a grid's qform and sform may place its corners apart, and how far from square its axes may be (cosine).
+MAX_FORM_DISAGREEMENT_MM, MAX_SHEAR_COSINE = 1.0, 1e-3
+
+
+def _check_geometry(image: nib.Nifti1Image, name: str) -> None:
+    """Refuse a header whose two geometry records (qform, sform) disagree, or whose grid is sheared.
+
+    nibabel takes the sform when both are set, another viewer the qform: if they differ the
+    same voxel lies in two places, and a label map written from one does not overlay the other.
+    A sheared grid cannot be written as a qform at all, and volumes and distances assume
+    square axes (``core.affine``).
+    """
+    header = image.header
+    if isinstance(header, nib.Nifti1Header) and int(header["qform_code"]) > 0 and int(header["sform_code"]) > 0:
+        corners = np.array(np.meshgrid(*[(0, n - 1) for n in image.shape[:3]], indexing="ij")).reshape(3, -1)
+        qform, sform = header.get_qform(), header.get_sform()
+        apart = float(np.linalg.norm((qform[:3, :3] - sform[:3, :3]) @ corners + (qform[:3, 3:] - sform[:3, 3:]), axis=0).max())
+        if apart > MAX_FORM_DISAGREEMENT_MM:
+            raise LiverSegError(
+                f"{name} has two geometry records (qform and sform) that place its voxels up to {apart:.0f} mm apart, "
+                "so where it lies is ambiguous; export it again from the original scan (or fix its header so they agree)")
+    with np.errstate(divide="ignore", invalid="ignore"):  # a degenerate grid is refused later, by check_ct
+        columns = image.affine[:3, :3] / np.linalg.norm(image.affine[:3, :3], axis=0)
+    cosines = np.abs(columns.T @ columns - np.eye(3))
+    if np.isfinite(cosines).all() and cosines.max() > MAX_SHEAR_COSINE:
+        raise LiverSegError(
+            f"{name} has a sheared voxel grid (its axes are {np.degrees(np.arcsin(min(1.0, cosines.max()))):.1f} degrees "
+            "off square), which LiverSeg cannot measure or write back correctly; resample it to a regular grid first")
+
+
 def _volume(image: nib.Nifti1Image, name: str, what: str) -> np.ndarray:
     """The image's data as a 3D array, refusing 2D images and 4D series (a trailing axis of 1 is dropped)."""
-    shape = image.shape
-    while len(shape) > 3 and shape[-1] == 1:
-        shape = shape[:-1]
-    if len(shape) < 3 or min(shape[:3]) < 2:
-        raise LiverSegError(f"{name} is a 2D image {tuple(image.shape)}; LiverSeg needs a 3D {what}")
-    if len(shape) > 3:
-        raise LiverSegError(f"{name} is a {len(shape)}D series {tuple(image.shape)}; give one 3D {what} (one time point or channel)")
+    shape = volume_shape(image.shape, name, what)
     try:
         data = image.get_fdata(dtype=np.float32)  # applies the header's scale and offset
     except (OSError, EOFError, zlib.error, ValueError) as error:
         raise LiverSegError(f"{name} is truncated or damaged ({reason(error)}); export it again") from None
+    except MemoryError:
+        raise LiverSegError(f"{name} does not fit in the memory the server has free now; try again later or a smaller scan") from None
     return data.reshape(shape)
 
 
@@ -151,5 +179,7 @@ def write_labels(labels: np.ndarray, scan: Scan, path: Path) -> None:
     image.header.set_xyzt_units("mm")
     image.set_qform(scan.affine, code=1)
     image.set_sform(scan.affine, code=1)
+    if not np.allclose(image.get_qform(), image.get_sform(), atol=1e-3):  # a qform cannot hold a shear
+        raise LiverSegError(f"{path.name}: the scan's grid cannot be written with consistent qform and sform (it is sheared)")
     with atomic_path(path) as temporary:
         nib.save(image, temporary)

@@ -82,6 +82,7 @@ class Job:
     exit_code: int | None = None
     reason: str | None = None
     model: str | None = None
+    owner: str | None = None
 
     @property
     def name(self) -> str:
@@ -90,6 +91,10 @@ class Job:
     @property
     def active(self) -> bool:
         return self.state in ACTIVE
+
+    def may_cancel(self, user: str, admin: bool = False) -> bool:
+        """Whether ``user`` may cancel this job: whoever started it, or an administrator (a job of unknown owner: only they)."""
+        return admin or (self.owner is not None and self.owner == user)
 
     @property
     def output(self) -> Path:

@@ -139,8 +139,8 @@ class JobRunner:
 
     # ---- acting
 
-    def submit(self, request: TrainingRequest) -> Job:
-        """Queue a training job and start its supervisor; returns at once."""
+    def submit(self, request: TrainingRequest, owner: str | None = None) -> Job:
+        """Queue a training job for ``owner`` (the signed-in user) and start its supervisor; returns at once."""
         request = check_request(request)
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         job_id = f"{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
@@ -148,7 +148,7 @@ class JobRunner:
         folder.mkdir()
         gpus = processes.gpu_count()
         slots = self.slots or max(1, gpus)
-        job = Job(job_id, folder, QUEUED, datetime.now().astimezone().isoformat(timespec="microseconds"), request, [])
+        job = Job(job_id, folder, QUEUED, datetime.now().astimezone().isoformat(timespec="microseconds"), request, [], owner=owner)
         job.command = self.command(request, job.output)
         write_atomically(folder / CONFIG_FILE, json.dumps(
             {"request": asdict(request), "command": job.command, "slots": slots, "pin_gpu": gpus > 0 and request.device != "cpu"}, indent=2).encode())
@@ -163,9 +163,15 @@ class JobRunner:
         job.supervisor_pid = supervisor.pid  # recorded by the supervisor itself: only it writes from now on
         return job
 
-    def cancel(self, job_id: str, wait_s: float = CANCEL_GRACE_S + 5) -> Job:
-        """Ask a queued or running job to stop; wait up to ``wait_s`` for it to be recorded as ended."""
+    def cancel(self, job_id: str, wait_s: float = CANCEL_GRACE_S + 5, by: str | None = None, admin: bool = False) -> Job:
+        """Ask a queued or running job to stop; wait up to ``wait_s`` for it to be recorded as ended.
+
+        ``by``: the user asking, who must own the job unless ``admin``; ``None`` is the server itself (tests, clean-up).
+        """
         job = self.job(job_id)
+        if by is not None and not job.may_cancel(by, admin):
+            raise LiverSegError(f"training job {job.name!r} was started by {job.owner or 'someone else'}: only they or an "
+                                "administrator can cancel it")
         if not job.active:
             return job
         write_atomically(job.folder / CANCEL_FILE, b"")

@@ -5,6 +5,8 @@ the ``[auth]`` table in; this module never imports Streamlit):
 
 - ``LIVERSEG_PASSWORD`` or ``[auth] password``: one shared password, in plain text
   or hashed as below. The environment wins when both are set.
+- ``LIVERSEG_ADMINS`` (comma-separated) or ``[auth] admins = [...]``: named users who may
+  cancel anyone's training job (the others cancel only their own).
 - ``[auth.users]`` in ``.streamlit/secrets.toml`` and/or the TOML file named by
   ``LIVERSEG_USERS_FILE``: ``name = "pbkdf2_sha256$ITERATIONS$SALT$HASH"`` lines,
   made by ``python -m core hash-password``. The file wins for a name in both.
@@ -20,6 +22,7 @@ import base64
 import functools
 import hashlib
 import hmac
+import math
 import os
 import secrets
 import threading
@@ -91,10 +94,12 @@ class AccessPolicy:
     Attributes:
         password: the shared password, plain or hashed; ``None`` when not set.
         users: user name -> ``pbkdf2_sha256$...`` hash.
+        admins: named users who may also cancel other users' training jobs.
     """
 
     password: str | None = None
     users: Mapping[str, str] = field(default_factory=dict)
+    admins: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.password is not None:
@@ -106,6 +111,9 @@ class AccessPolicy:
             if not name.strip():
                 raise LiverSegError("a user in the users list has an empty name; give every user a name")
             _parse_hash(str(encoded), f"user {name!r}")
+        unknown = sorted(self.admins - set(self.users))
+        if unknown:
+            raise LiverSegError(f"administrator(s) {', '.join(unknown)} are not among the users; list only named users as administrators")
 
     @property
     def open(self) -> bool:
@@ -162,7 +170,9 @@ def policy_from(environ: Mapping[str, str] = os.environ, auth_secrets: Mapping |
     users_file = environ.get("LIVERSEG_USERS_FILE")
     if users_file:
         users.update(read_users_file(Path(users_file).expanduser()))
-    return AccessPolicy(password=password, users=users)
+    admins = environ.get("LIVERSEG_ADMINS")
+    names = admins.split(",") if admins is not None else list(auth_secrets.get("admins", []))
+    return AccessPolicy(password=password, users=users, admins=frozenset(name.strip() for name in names if name.strip()))
 
 
 class LoginThrottle:
@@ -204,3 +214,72 @@ class LoginThrottle:
     def succeeded(self, key: str) -> None:
         with self._lock:
             self._failures.pop(key, None)
+
+
+#: Key under which every failed login of the server counts (``LoginGuard``).
+EVERYONE = "*"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an attempt is not even checked now, in words for the login form."""
+
+    seconds: float
+    message: str
+
+
+class LoginGuard:
+    """Throttles sign-in per tab and client address, per account and over the whole server, and bounds its CPU cost.
+
+    A tab-only back-off is beaten by opening fresh tabs; so failures also count against the
+    account named (the shared password is one account) and against the server as a whole,
+    each with its own allowance. An attempt that any of them holds back is refused without
+    hashing anything, and only one password is hashed at a time (PBKDF2 takes about a second
+    of one core here): however many tabs guess at once, sign-in never takes more than one
+    core, and the others stay free for segmentation.
+
+    Args:
+        per_key: back-off per tab and per client address (3 free failures, then 1, 2, 4 ... 60 s).
+        per_account: back-off per account (5 free failures, then 30 s doubling up to 15 min: a lock-out).
+        overall: back-off over all attempts (30 free failures an hour, then 1 s doubling up to 60 s).
+    """
+
+    def __init__(self, per_key: LoginThrottle | None = None, per_account: LoginThrottle | None = None,
+                 overall: LoginThrottle | None = None) -> None:
+        self.per_key = per_key or LoginThrottle()
+        self.per_account = per_account or LoginThrottle(free_attempts=5, base_wait=30.0, max_wait=900.0)
+        self.overall = overall or LoginThrottle(free_attempts=30, base_wait=1.0, max_wait=60.0)
+        self._hashing = threading.Lock()
+
+    def refusal(self, keys: list[str], account: str) -> Refusal | None:
+        """Why an attempt on ``account`` from ``keys`` (tab, address) must wait, or ``None`` when it may be checked."""
+        wait = self.per_account.wait_seconds(account)
+        if wait > 0:
+            return Refusal(wait, f"This account is locked after repeated wrong passwords. Try again in {math.ceil(wait)} seconds, "
+                                 "or ask the administrator.")
+        wait = max([self.per_key.wait_seconds(key) for key in keys] + [self.overall.wait_seconds(EVERYONE)])
+        if wait > 0:
+            return Refusal(wait, f"Too many failed attempts. Try again in {math.ceil(wait)} seconds.")
+        return None
+
+    def attempt(self, policy: AccessPolicy, user: str, password: str, keys: list[str]) -> bool | Refusal:
+        """Check the credentials unless held back; records the outcome. ``True``, ``False``, or why it was not checked."""
+        account = user.strip() or "shared password"
+        refused = self.refusal(keys, account)
+        if refused:
+            return refused
+        if not self._hashing.acquire(blocking=False):
+            return Refusal(1.0, "The server is checking another sign-in. Try again in a second.")
+        try:
+            allowed = policy.check(user, password)
+        finally:
+            self._hashing.release()
+        # A success clears its tab and account, never the server-wide count: a guesser who also
+        # holds some password must not reset everyone's allowance by signing in.
+        record = "succeeded" if allowed else "failed"
+        for key in keys:
+            getattr(self.per_key, record)(key)
+        getattr(self.per_account, record)(account)
+        if not allowed:
+            self.overall.failed(EVERYONE)
+        return allowed

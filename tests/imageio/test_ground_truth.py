@@ -82,3 +82,26 @@ def test_a_bare_grid_stands_in_for_a_scan(ras_phantom, write_nifti):
     scan, labels = ras_phantom
     truth = load_ground_truth(write_nifti(labels, scan.affine), LabelGrid(scan.shape, scan.affine))
     assert np.count_nonzero(truth.labels == LESION) == np.count_nonzero(labels == LESION)
+
+
+def test_a_reference_covering_part_of_the_scan_warns_with_its_share_and_is_scored_on_that_part(ras_phantom, write_nifti):
+    """Issue 22, finding 7: a cropped reference halved Dice with only a note that it was "mapped voxel for voxel"."""
+    from core import pipeline
+    from core.scan import Scan
+
+    scan, labels = ras_phantom
+    box = (slice(4, 40), slice(4, 36), slice(6, 26))  # 36x32x20 of the 48x40x32 scan: 37.5%
+    cropped = Scan(labels, scan.affine).crop(box)
+    truth = load_ground_truth(write_nifti(np.ascontiguousarray(cropped.voxels), cropped.affine), scan)
+    assert truth.covered_share == pytest.approx(36 * 32 * 20 / (48 * 40 * 32))
+    assert any("covers only 38% of the scan" in warning and "measured on that part only" in warning for warning in truth.warnings)
+    scores = pipeline.score(labels, scan.spacing, truth)  # the full, correct labels: outside the reference is not counted
+    assert scores["liver"]["dice"] == pytest.approx(1.0)
+    assert scores["notes"][0] == "measured on the 38% of the scan that the reference covers, not on the whole scan"
+
+
+def test_a_reference_covering_the_whole_scan_has_no_coverage_mask(ras_phantom, write_nifti):
+    scan, labels = ras_phantom
+    truth = load_ground_truth(write_nifti(labels[::-1], scan.affine @ np.diag([-1, 1, 1, 1]) + np.array(
+        [[0, 0, 0, (labels.shape[0] - 1) * 8.0], [0] * 4, [0] * 4, [0] * 4])), scan)
+    assert truth.covered is None and truth.covered_share == 1.0

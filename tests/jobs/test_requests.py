@@ -77,3 +77,13 @@ def test_a_job_recorded_with_the_old_name_of_the_first_stage_is_still_read(tmp_p
     request = {"name": "m", "data": ["cases"], "init": None, "device": "auto", "options": {}, "coarse": "first"}
     (tmp_path / CONFIG_FILE).write_text(json.dumps({"request": request, "command": []}), encoding="utf-8")
     assert read_job(tmp_path).request.first_stage == "first"
+
+
+@pytest.mark.parametrize("option", ["channels", "patch_size", "spacing", "hu_window", "label_probabilities"])
+def test_the_injection_of_issue_22_is_refused_in_each_several_value_option(places, option):
+    """``4 8 --data /tmp/outside_data --out /tmp/pwned_out`` as the page's words: refused, never a command line."""
+    words = [4, 8, "--data", "/tmp/outside_data", "--out", "/tmp/pwned_out"]
+    with pytest.raises(LiverSegError, match=f"training option '{option}'"):
+        check_request(TrainingRequest(name="m", data=["cases"], options={option: words}))
+    with pytest.raises(LiverSegError, match="not inside the data folders"):
+        check_request(TrainingRequest(name="m", data=["/tmp"]))

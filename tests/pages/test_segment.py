@@ -149,3 +149,20 @@ def test_dicom_seg_is_offered_for_a_dicom_upload_and_explained_for_nifti(page, t
     assert not page.exception and not page.error
     assert "Segmentation (DICOM SEG)" in [b.label for b in page.download_button]
     assert not any("DICOM SEG: not available" in c.value for c in page.caption)
+
+
+def test_an_uploaded_file_name_is_shown_as_plain_text_never_as_a_link(page, tmp_path, exact_model):
+    """Issue 22, finding 8."""
+    name = "[click me](https://evil.example/x).nii.gz"
+    scan, labels = make_phantom(shape=SHAPE, spacing=SPACING, axcodes="LPS", lesions=3)
+    nib.save(nib.Nifti1Image(scan.voxels, scan.affine), tmp_path / "scan.nii.gz")
+    page.file_uploader(key="scan_upload").set_value((name, (tmp_path / "scan.nii.gz").read_bytes(), "application/gzip")).run()
+    assert not page.exception and not page.error
+    shown = next(m.value for m in page.markdown if m.value.startswith("**Scan:**"))
+    assert r"\[click me\]\(https\:" in shown and "](" not in shown
+    nib.save(nib.Nifti1Image(labels, scan.affine), tmp_path / "labels.nii.gz")
+    button(page, "Find the liver and lesions").click().run()
+    page.file_uploader(key="reference_upload").set_value((name, (tmp_path / "labels.nii.gz").read_bytes(), "application/gzip")).run()
+    assert not page.exception
+    names = [element.value for element in [*page.success, *page.markdown] if "click me" in element.value]
+    assert names and all(r"\[click me\]" in value and "](" not in value for value in names)

@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import config
+from core.errors import LiverSegError
 from core.jobs import processes, records, runner
 from tests.helpers import fake_training
 
@@ -166,3 +167,31 @@ def test_without_labelled_data_the_page_says_what_to_do(places, stand_in, monkey
     monkeypatch.setenv("LIVERSEG_DATA_DIRS", str(tmp_path / "empty"))
     page = run_page("train")
     assert "No labelled cases" in page.warning[0].value
+
+
+def test_a_job_belongs_to_whoever_started_it(places, stand_in, run_page, machine_paths):
+    """Issue 22, finding 9: others see the job without server paths and without Cancel; its owner and administrators cancel."""
+    page = run_page("train")
+    page.session_state["user"] = "alice"
+    page.text_input(key="model_name").set_value("wait-model")
+    page.button[-1].click().run()
+    wait_for(page, lambda: only_job().state == records.RUNNING)
+    job = only_job()
+    assert job.owner == "alice"
+
+    bob = run_page("train")
+    bob.session_state["user"] = "bob"
+    bob.run()
+    assert not [button for button in bob.button if button.key == f"cancel-{job.id}"]
+    assert "Only whoever started this job" in " ".join(caption.value for caption in bob.caption)
+    assert bob.dataframe[0].value["Started by"].tolist() == ["alice"]
+    shown = [element.value for element in [*bob.code, *bob.caption, *bob.markdown]]
+    assert not machine_paths(shown), machine_paths(shown)  # no job folder, data or python path
+    with pytest.raises(LiverSegError, match="started by alice"):
+        runner.JobRunner().cancel(job.id, by="bob")
+
+    admin = run_page("train")
+    admin.session_state["user"], admin.session_state["admin"] = "carol", True
+    admin.run()
+    admin.button(key=f"cancel-{job.id}").click().run()
+    assert only_job().state == records.CANCELLED

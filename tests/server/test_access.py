@@ -193,3 +193,61 @@ def test_gate_reads_users_from_streamlit_secrets(monkeypatch, alice_hash):
     app.button[0].click()
     app.run()
     assert app.session_state["user"] == "alice"
+
+
+# Issue 22, finding 4: fresh tabs must not bring fresh guesses, and guessing must not take the CPU.
+
+
+def guard(clock) -> access.LoginGuard:
+    return access.LoginGuard(LoginThrottle(clock=clock), LoginThrottle(free_attempts=5, base_wait=30.0, max_wait=900.0, clock=clock),
+                             LoginThrottle(free_attempts=30, clock=clock))
+
+
+def test_six_fresh_tabs_get_five_guesses_in_all_then_the_account_is_locked_with_a_notice(alice_hash):
+    clock, policy = Clock(), AccessPolicy(users={"alice": alice_hash})
+    logins = guard(clock)
+    outcomes = [logins.attempt(policy, "alice", f"guess {tab}.{n}", [f"tab{tab}"]) for tab in range(6) for n in range(3)]
+    assert outcomes[:5] == [False] * 5
+    assert all(isinstance(outcome, access.Refusal) for outcome in outcomes[5:])
+    assert "This account is locked" in outcomes[5].message and "30 seconds" in outcomes[5].message
+    assert isinstance(logins.attempt(policy, "alice", "correct horse", ["tab9"]), access.Refusal)  # locked even for the right one
+    clock.now += 31
+    assert logins.attempt(policy, "alice", "correct horse", ["tab9"]) is True
+
+
+def test_guessing_many_accounts_is_throttled_overall(alice_hash):
+    clock, policy = Clock(), AccessPolicy(users={"alice": alice_hash})
+    logins = guard(clock)
+    outcomes = [logins.attempt(policy, f"user{n}", "guess", [f"tab{n}"]) for n in range(31)]
+    assert outcomes[:30] == [False] * 30
+    assert isinstance(outcomes[30], access.Refusal) and "Too many failed attempts" in outcomes[30].message
+
+
+def test_only_one_password_is_hashed_at_a_time(alice_hash):
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    class Slow(AccessPolicy):
+        def check(self, user, password):
+            started.set()
+            release.wait(5)
+            return False
+
+    logins = access.LoginGuard()
+    worker = threading.Thread(target=logins.attempt, args=(Slow(password="x"), "", "a", ["tab1"]))
+    worker.start()
+    started.wait(5)
+    busy = logins.attempt(AccessPolicy(password="x"), "", "x", ["tab2"])
+    release.set()
+    worker.join()
+    assert isinstance(busy, access.Refusal) and "checking another sign-in" in busy.message
+    assert logins.attempt(AccessPolicy(password="x"), "", "x", ["tab2"]) is True
+
+
+def test_administrators_are_named_users(alice_hash):
+    policy = policy_from({"LIVERSEG_ADMINS": "alice, "}, {"users": {"alice": alice_hash, "bob": alice_hash}})
+    assert policy.admins == {"alice"}
+    assert policy_from({}, {"users": {"alice": alice_hash}, "admins": ["alice"]}).admins == {"alice"}
+    with pytest.raises(LiverSegError, match="administrator.*carol.*not among the users"):
+        policy_from({"LIVERSEG_ADMINS": "carol"}, {"users": {"alice": alice_hash}})
