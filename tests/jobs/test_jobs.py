@@ -214,7 +214,7 @@ ASKED = {"val": "1", "exclude": "case9", "epochs": 3, "patches_per_epoch": 7, "s
          "lr": 0.01, "weight_decay": 0.001, "patience": 5, "val_every": 2, "max_minutes": 30.0, "seed": 7,
          "patch_size": [32, 48, 64], "label_probabilities": [0.1, 0.3, 0.6], "augment": 0.5, "synthetic_lesions": 0.25,
          "channels": [4, 8, 16], "spacing": [3.0], "hu_window": [-100.0, 200.0], "roi_margin": 10.0, "denoise": "median",
-         "precision": "float32", "threads": 1, "num_workers": 0}
+         "network": "liver", "train_layers": "all", "precision": "float32", "threads": 1, "num_workers": 0}
 
 
 def test_training_options_come_from_the_cli_definition():
