@@ -21,8 +21,8 @@ from core.viewing import exports
 from core.viewing.figures import surface_figure
 from core.viewing.numbers import MISSING, cell
 from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
-from core.viewing.slice_stack import build_stack
-from core.viewing.slices import PLANES, WINDOW_PRESETS, DisplayVolume, View, legend
+from core.viewing.slices import DisplayVolume
+from core.viewing.viewer_volume import pack_voxel
 from ui import caches
 from ui.session import require_login, upload_session
 from ui.state import Loaded, Reference, Shown, keep_result, set_reference, set_scan, shown_result
@@ -31,11 +31,9 @@ from widgets.slice_viewer import slice_viewer
 
 require_login()
 
-PLANE_NAMES = {"axial": "Axial (from the feet)", "coronal": "Coronal (from the front)", "sagittal": "Sagittal (from the side)"}
 #: ``core.pipeline.run``'s stages as the progress bar says them.
 STAGE_WORDS = {"first_stage": "Finding the liver", "preprocess": "Preparing the scan", "infer": "Segmenting",
                "postprocess": "Cleaning up", "lesions": "Measuring the lesions"}
-COMPARE_NAMES = {"result": "The model's result", "liver": "Agreement: liver", "lesion": "Agreement: lesions"}
 
 
 def _choose_scan() -> None:
@@ -166,81 +164,21 @@ def _reset_viewer(volume: DisplayVolume, result_id: str) -> None:
         return
     st.session_state["viewer_for"] = result_id
     _jump(volume, volume.focus())
-    st.session_state.setdefault("plane", "axial")
-    st.session_state.setdefault("window", "Abdomen")
-    st.session_state.setdefault("opacity", 0.4)
-    for key in ("show_liver", "show_lesions", "show_reference"):
-        st.session_state.setdefault(key, True)
-    st.session_state.setdefault("compare", "result")
 
 
 def _jump(volume: DisplayVolume, canonical_voxel) -> None:
     """Show the slices through a voxel in every plane (the viewer follows a new ``viewer_jump``)."""
-    for plane in PLANES:
-        st.session_state[f"slice_{plane}"] = volume.slice_through(plane, canonical_voxel) + 1
+    st.session_state["viewer_focus"] = pack_voxel(volume, canonical_voxel)
     st.session_state["viewer_jump"] = st.session_state.get("viewer_jump", 0) + 1
 
 
-def _window_changed() -> None:
-    preset = st.session_state["window"]
-    if preset in WINDOW_PRESETS:  # custom starts from the preset last shown
-        st.session_state["window_width"], st.session_state["window_level"] = WINDOW_PRESETS[preset]
-
-
-def _legend_html(view: View, has_reference: bool) -> str:
-    items = []
-    for colour, words, outline in legend(view, has_reference):
-        style = f"border:3px solid rgb{colour}" if outline else f"background:rgb{colour}"
-        items.append(f'<span style="display:inline-block;width:14px;height:14px;vertical-align:middle;{style}"></span>'
-                     f'&nbsp;{words}')
-    return "&emsp;".join(items)
-
-
 def _viewer(result: Shown, volume: DisplayVolume, reference_key: str | None) -> None:
-    """The slice viewer: settings on the right (a change reruns the page), the picture on the left.
-
-    The picture is a browser-side component holding every slice of the plane: scrolling it
-    never reruns the page. Its stack is built once per plane and setting, and kept.
-    """
-    has_reference = volume.reference is not None
-    picture, controls = st.columns([3, 1])
-    with controls:
-        plane = st.radio("View", PLANES, format_func=PLANE_NAMES.get, key="plane")
-        compare = "result"
-        if has_reference:
-            compare = st.radio("Colours", list(COMPARE_NAMES), format_func=COMPARE_NAMES.get, key="compare")
-        showing_result = compare == "result"
-        show_liver = st.toggle("Liver", key="show_liver", disabled=not showing_result)
-        show_lesions = st.toggle("Lesions", key="show_lesions", disabled=not showing_result)
-        show_reference = has_reference and st.toggle("Reference outlines", key="show_reference", disabled=not showing_result)
-        with st.expander("Expert display settings"):
-            preset = st.selectbox("Window", [*WINDOW_PRESETS, "Custom"], key="window", on_change=_window_changed,
-                                  help="Which CT values (HU) span black to white.")
-            if preset == "Custom":
-                width = st.number_input("Window width (HU)", min_value=1.0, max_value=5000.0, step=10.0, key="window_width")
-                level = st.number_input("Window level (HU)", min_value=-1500.0, max_value=3000.0, step=10.0, key="window_level")
-            else:
-                width, level = WINDOW_PRESETS[preset]
-            opacity = st.slider("Colour opacity", 0.0, 1.0, step=0.05, key="opacity")
-    view = View(width=width, level=level, opacity=opacity, liver=show_liver, lesions=show_lesions, reference=show_reference,
-                compare=None if showing_result else compare)
-    stack_key = (plane, view, reference_key)
-
-    def build() -> tuple:
-        with st.spinner("Preparing the slices…"):
-            stack = build_stack(volume, plane, view)
-            return stack.payload(), stack.pixel_mm if stack.downsampled else None, stack.native_mm
-
-    payload, shown_mm, native_mm = result.stack(stack_key, build)
-    with picture:
-        slice_viewer(payload, stack_id=f"{st.session_state['viewer_for']}:{hash(stack_key)}", title=PLANE_NAMES[plane],
-                     start=st.session_state[f"slice_{plane}"] - 1, jump=str(st.session_state["viewer_jump"]))
-        st.markdown(_legend_html(view, has_reference), unsafe_allow_html=True)
-        st.caption("Scroll with the mouse wheel over the picture, or click it and use the arrow keys. The patient's right is "
-                   "on the left of the picture, as radiologists view scans. Hover over the picture for the CT value (HU) and position.")
-        if shown_mm is not None:
-            st.caption(f":material/info: Shown at {shown_mm:.2f} mm per pixel (the scan has {native_mm:.2f} mm) so that your browser "
-                       "can hold every slice of this view at once; measurements and downloads use the full resolution.")
+    """The slice viewer: the browser gets the scan and its labels once and draws every picture itself,
+    so no display change (plane, window, layers, zoom, slice) reruns the page."""
+    with st.spinner("Sending the scan to your browser…"):
+        packs = result.packs(volume, reference_key)
+    slice_viewer(*packs, focus=st.session_state["viewer_focus"], jump=str(st.session_state["viewer_jump"]),
+                 has_reference=volume.reference is not None)
 
 
 def _lesion_table(loaded: Loaded, result: Shown) -> None:
