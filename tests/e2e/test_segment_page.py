@@ -123,8 +123,8 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     page.get_by_role("cell", name="Overlap of the model's and the reference's region", exact=False).wait_for()
     viewer.full_screenshot(page, "segment-05-metrics")
     open_tab(page, "Slices")
-    page.get_by_text("Agreement: lesions", exact=True).click()
-    page.get_by_text("In the reference only (missed by the model)").wait_for()
+    viewer.display_change(page, lambda: page.locator(".lsv-compare select").select_option("lesion"))
+    page.locator(".lsv-legend").get_by_text("In the reference only (missed by the model)").wait_for()
     viewer.full_screenshot(page, "segment-06-agreement")
 
     open_tab(page, "3D view")
@@ -156,6 +156,9 @@ def test_real_dicom_zip_is_uploaded_segmented_and_scrolled(page, shared_data, tm
     viewer.upload_scan(page, shared_data / "ircad-1.1" / "ct_dicom.zip")
     expect(page.get_by_text("512 × 512 × 129 voxels")).to_be_visible()
     viewer.segment(page)
+    for plane in ("coronal", "sagittal", "axial"):  # a plane switch draws in the browser: no new segmentation, no rerun
+        took = viewer.display_change(page, lambda plane=plane: viewer.choose_plane(page, plane), viewer.pane_canvas(plane))
+        assert took < 1000, f"{plane} took {took:.0f} ms"
     scroll_all_planes(page, "segment-09-dicom")
 
     # Its DICOM SEG: read back by highdicom, on the uploaded series.
