@@ -81,7 +81,7 @@ def chart_screenshot(page, name: str) -> Path:
     """A screenshot of the slice viewer's chart alone (what the mouse is over stays as it is)."""
     SCREENSHOTS.mkdir(exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.locator(".lsv-stage").screenshot(path=str(path))
+    page.locator(".lsv-active .lsv-stage").screenshot(path=str(path))
     return path
 
 
