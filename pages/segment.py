@@ -24,16 +24,14 @@ from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, html_repo
 from core.viewing.slices import DisplayVolume
 from core.viewing.viewer_volume import pack_voxel
 from ui import caches
+from ui.progress import RunProgress
 from ui.session import require_login, upload_session
-from ui.state import Loaded, Reference, Shown, keep_result, set_reference, set_scan, shown_result
+from ui.state import Loaded, Reference, Shown, has_result, keep_result, set_reference, set_scan, shown_result
 from ui.uploads import fingerprint, name_stem, read_upload
 from widgets.slice_viewer import slice_viewer
 
 require_login()
 
-#: ``core.pipeline.run``'s stages as the progress bar says them.
-STAGE_WORDS = {"first_stage": "Finding the liver", "preprocess": "Preparing the scan", "infer": "Segmenting",
-               "postprocess": "Cleaning up", "lesions": "Measuring the lesions"}
 
 
 def _choose_scan() -> None:
@@ -124,12 +122,11 @@ def _model_settings() -> tuple[str | None, str]:
 
 
 def _segment(loaded: Loaded, model: str, device: str) -> Shown | None:
-    """Run the model with a progress bar; the result, or ``None`` after showing why not."""
+    """Run the model with a progress bar in plain words; the result, or ``None`` after showing why not."""
     bar = st.progress(0.0, text="Starting…")
-
-    def progress(stage: str, fraction: float) -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"{STAGE_WORDS.get(stage, stage)}…")
-
+    voxels = loaded.scan.voxels.size / 1e6
+    rate = caches.run_rates().get((model, device))
+    progress = RunProgress(lambda share, text: bar.progress(share, text=text), None if rate is None else rate * voxels)
     try:
         outcome = pipeline.run(loaded.scan, caches.segmenter(model, device), progress=progress)
         result = Shown(outcome, DisplayVolume.from_scan(loaded.scan, outcome.labels))
@@ -138,24 +135,27 @@ def _segment(loaded: Loaded, model: str, device: str) -> Shown | None:
         return None
     finally:
         bar.empty()
+    caches.run_rates()[(model, device)] = progress.elapsed() / voxels  # the next run's estimate on this server
     keep_result(loaded.key, model, result)
     return result
 
 
 def _headline(loaded: Loaded, result: Shown) -> None:
+    """The numbers beside the picture; what the engine did folded into one "Details"."""
     segmentation, lesions = result.segmentation, result.lesions
-    liver, burden, count = st.columns(3)
-    liver.metric("Liver volume", f"{lesions.liver_ml:,.0f} mL", help="Liver including its lesions.", border=True)
-    burden.metric("Tumour burden", MISSING if lesions.burden_pct is None else f"{lesions.burden_pct:.1f} %",
-                  help="Volume of all lesions as a share of the liver volume.", border=True)
-    count.metric("Lesions found", len(lesions.lesions), help="Separate lesions (possible tumours) in the liver.", border=True)
-    device = {"cuda": "GPU"}.get(segmentation.device, segmentation.device.upper() or "?")
-    st.caption(f"Done in {sum(segmentation.seconds.values()):.1f} s on the {device} with model *{segmentation.model}*."
-               + (f" {SPACING_NOTE}: volumes are estimates." if loaded.sample else ""))
+    st.metric("Liver volume", f"{lesions.liver_ml:,.0f} mL", help="Liver including its lesions.", border=True)
+    st.metric("Tumour burden", MISSING if lesions.burden_pct is None else f"{lesions.burden_pct:.1f} %",
+              help="Volume of all lesions as a share of the liver volume.", border=True)
+    st.metric("Lesions found", len(lesions.lesions), help="Separate lesions (possible tumours) in the liver.", border=True)
     for warning in segmentation.warnings:  # an implausible liver: never silent
         st.warning(warning, icon=":material/warning:")
-    for note in segmentation.notes:  # what the engine did (a CPU fallback, specks removed): for the curious, kept small
-        st.caption(f":material/info: {note[:1].upper()}{note[1:]}.")
+    device = {"cuda": "GPU"}.get(segmentation.device, segmentation.device.upper() or "?")
+    with st.expander("Details"):
+        st.caption(f"Done in {sum(segmentation.seconds.values()):.1f} s on the {device} with model *{segmentation.model}*.")
+        if loaded.sample:
+            st.caption(f"{SPACING_NOTE}: volumes and distances are estimates.")
+        for note in segmentation.notes:  # what the engine did (a CPU fallback, specks removed), for the curious
+            st.caption(f"{note[:1].upper()}{note[1:]}.")
 
 
 def _reset_viewer(volume: DisplayVolume, result_id: str) -> None:
@@ -278,16 +278,24 @@ def _downloads(loaded: Loaded, result: Shown, reference: Reference | None) -> No
 
 
 def main() -> None:
+    # Less blank space above the title (Streamlit leaves 6 rem): the picture must fit a 720-pixel-high screen.
+    st.html("<style>[data-testid=stMainBlockContainer] { padding-top: 2.5rem; }</style>")
     st.title("Segment")
-    st.markdown("Find the **liver** and **liver lesions** (possible tumours) in a CT scan of the abdomen.")
-    st.caption(f":material/warning: {NOT_FOR_CLINICAL_USE}")
-    _choose_scan()
     loaded: Loaded | None = st.session_state.get("scan")
-    if loaded is None:
-        return
-    _describe(loaded)
-    _choose_reference(loaded)
-    model, device = _model_settings()
+    # Once this scan has a result, its choices fold away so that the picture is on screen without scrolling.
+    folded = loaded is not None and has_result(loaded.key)
+    if not folded:
+        st.markdown("Find the **liver** and **liver lesions** (possible tumours) in a CT scan of the abdomen.")
+    st.caption(f":material/warning: {NOT_FOR_CLINICAL_USE}")
+    inputs = st.expander(f"Scan: {loaded.name} · change it, compare with a reference, settings") if folded else st.container()
+    with inputs:
+        _choose_scan()
+        loaded = st.session_state.get("scan")
+        if loaded is None:
+            return
+        _describe(loaded)
+        _choose_reference(loaded)
+        model, device = _model_settings()
     if model is None:
         return
     result = shown_result(loaded.key, model)
@@ -295,28 +303,34 @@ def main() -> None:
         start = st.empty()
         if not start.button("Find the liver and lesions", type="primary", icon=":material/play_arrow:"):
             return
-        start.empty()
+        # Disabled while the model runs: a second click would rerun the page and start the wait again.
+        start.button("Finding the liver and lesions…", type="primary", icon=":material/hourglass_top:", disabled=True)
         result = _segment(loaded, model, device)
+        start.empty()
         if result is None:
             return
+        st.rerun()  # drawn again with the choices folded
     reference = st.session_state.get("reference")
     if reference is not None and reference.canonical is None:
         reference.canonical = result.volume.canonical(reference.truth.labels)
     volume = result.volume if reference is None else result.volume.with_reference(reference.canonical)
     _reset_viewer(volume, f"{loaded.key}:{model}")
-    _headline(loaded, result)
-    names = ["Slices", "3D view"] + (["Compare with reference"] if reference else []) + ["Downloads"]
-    tabs = dict(zip(names, st.tabs(names)))
-    with tabs["Slices"]:
-        _viewer(result, volume, reference.key if reference else None)
-        _lesion_table(loaded, result)
-    with tabs["3D view"]:
-        _three_d(result)
-    if reference is not None:
-        with tabs["Compare with reference"]:
-            _comparison(result, reference)
-    with tabs["Downloads"]:
-        _downloads(loaded, result, reference)
+    picture, numbers = st.columns([3, 1])
+    with numbers:
+        _headline(loaded, result)
+    with picture:
+        names = ["Slices", "3D view"] + (["Compare with reference"] if reference else []) + ["Downloads"]
+        tabs = dict(zip(names, st.tabs(names)))
+        with tabs["Slices"]:
+            _viewer(result, volume, reference.key if reference else None)
+            _lesion_table(loaded, result)
+        with tabs["3D view"]:
+            _three_d(result)
+        if reference is not None:
+            with tabs["Compare with reference"]:
+                _comparison(result, reference)
+        with tabs["Downloads"]:
+            _downloads(loaded, result, reference)
 
 
 main()

@@ -94,6 +94,11 @@ def shown_result(scan_key: str, model: str) -> Shown | None:
     return st.session_state.get("results", {}).get((scan_key, model))
 
 
+def has_result(scan_key: str) -> bool:
+    """Whether this session has a result for this scan (with any model)."""
+    return any(key == scan_key for key, _ in st.session_state.get("results", {}))
+
+
 def keep_result(scan_key: str, model: str, shown: Shown) -> None:
     """Keep ``shown`` for this scan and model; the oldest go beyond ``MAX_RESULTS``."""
     results = st.session_state.setdefault("results", {})

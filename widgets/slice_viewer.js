@@ -511,7 +511,7 @@ export default function ({ data, parentElement }) {
   });
 
   const resize = new ResizeObserver(() => {
-    root.classList.toggle("lsv-wide", root.clientWidth >= 900); // three planes side by side need room
+    root.classList.toggle("lsv-wide", root.clientWidth >= 680); // three planes side by side need room (220 px each)
     layout();
   });
   resize.observe(root);

@@ -42,7 +42,6 @@ _HTML = f"""<div class="lsv" tabindex="0" role="group"
     </span>
     <label class="lsv-three" title="All three planes side by side (on a wide screen)"><input type="checkbox"> Three planes</label>
     <label>Window <select class="lsv-window" title="Which CT values (HU) span black to white; or right-drag on the picture"></select></label>
-    <span class="lsv-wl"></span>
     <button type="button" class="lsv-measure" aria-pressed="false" title="Drag on the picture to measure a distance">Measure</button>
     <button type="button" class="lsv-reset" title="Back to the whole picture and the first window">Reset view</button>
   </div>
@@ -54,6 +53,7 @@ _HTML = f"""<div class="lsv" tabindex="0" role="group"
   </div>
   <div class="lsv-caption" aria-live="polite"></div>
   <div class="lsv-layers">
+    <span class="lsv-wl" title="The window: width and level in HU"></span>
     <label class="lsv-toggle-liver"><input type="checkbox"> Liver</label>
     <label class="lsv-toggle-lesions"><input type="checkbox"> Lesions</label>
     <label class="lsv-toggle-reference"><input type="checkbox"> Reference outlines</label>

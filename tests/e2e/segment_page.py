@@ -96,7 +96,15 @@ def upload_scan(page, path: Path) -> None:
     page.get_by_text(f"Scan: {path.name}").wait_for(timeout=180_000)
 
 
+def open_choices(page) -> None:
+    """Unfold the scan's choices (folded away once there is a result)."""
+    folded = page.get_by_text("change it, compare with a reference, settings")
+    if folded.count() and folded.first.is_visible():
+        folded.first.click()
+
+
 def upload_reference(page, path: Path) -> None:
+    open_choices(page)
     page.get_by_text("Compare with a reference segmentation").click()
     uploader = page.get_by_test_id("stFileUploader").filter(has_text="Reference label map")
     uploader.locator("input[type=file]").set_input_files(str(path))

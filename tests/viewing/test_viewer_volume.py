@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 
 from core.viewing.slices import DisplayVolume
-from core.viewing.viewer_volume import HU_RANGE, REFERENCE_FACTOR, ct_pack, geometry, label_pack, pack_voxel, thinning_step, unpack
+from core.viewing.viewer_volume import (
+    HU_RANGE,
+    REFERENCE_FACTOR,
+    ct_pack,
+    geometry,
+    label_pack,
+    pack_voxel,
+    thinning_step,
+    unpack,
+)
 from tests.helpers.phantom import make_phantom
 
 SHAPE, SPACING = (40, 32, 24), (6.0, 6.0, 8.0)
