@@ -20,7 +20,7 @@ from core.model import registry
 from core.viewing import exports
 from core.viewing.figures import surface_figure
 from core.viewing.numbers import MISSING, cell
-from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
+from core.viewing.report import DETECTION_WORDS, NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
 from core.viewing.slices import DisplayVolume
 from core.viewing.viewer_volume import pack_voxel
 from ui import caches
@@ -186,22 +186,23 @@ def _lesion_table(loaded: Loaded, result: Shown) -> None:
     if not rows:
         st.info("The model found no lesions in this scan.", icon=":material/info:")
         return
-    st.markdown("**Lesions found** — click a row to show that lesion in the viewer.")
+    st.markdown("**Lesions found** — click a row to show that lesion in every plane of the viewer.")
     decimals = {heading: st.column_config.NumberColumn(format=f"%.{places}f")
                 for heading, places in (("Volume (mL)", 2), ("Longest diameter (mm)", 1), ("Mean density (HU)", 0))}
     decimals["Confidence"] = st.column_config.NumberColumn(
         format="%.2f", help="The model's mean lesion probability over the lesion (0-1). Lesions below the model's "
                             "threshold (chosen on held-out scans; see its card on the Models page) are not shown.")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, on_select=lambda: _lesion_chosen(result), selection_mode="single-row",
+    st.dataframe(pd.DataFrame(rows), hide_index=True, on_select=lambda: _lesion_chosen(result), selection_mode="single-cell",
                  key="lesion_table", width="stretch", column_config=decimals)
     if loaded.sample:
         st.caption(f"{SPACING_NOTE}: volumes and diameters are estimates.")
 
 
 def _lesion_chosen(result: Shown) -> None:
-    chosen = st.session_state["lesion_table"].selection.rows
+    # A cell, not a row, is what a click anywhere on a row selects (a row selection takes its small checkbox).
+    chosen = st.session_state["lesion_table"].selection.cells
     if chosen:
-        lesion = result.lesions.lesions[chosen[0]]
+        lesion = result.lesions.lesions[chosen[0][0]]
         _jump(result.volume, result.volume.canonical_index(lesion.centroid_voxel))
 
 
@@ -213,11 +214,14 @@ def _comparison(result: Shown, reference: Reference) -> None:
     detection = metrics["lesion_detection"]
     st.markdown(f"**Compared with:** {reference.name}")
     if detection["reference_lesions"] is not None:
-        found, alarms, missed = st.columns(3)
+        # Each count on one side: the model's lesions are the headline's "Lesions found"; the reference's, its own.
+        found, confirmed, alarms, missed = st.columns(4)
         found.metric("Reference lesions found", f"{detection['true_positives']} of {detection['reference_lesions']}", border=True,
-                     help="Reference lesions that the model touched at least in part.")
-        alarms.metric("False alarms", detection["false_positives"], border=True, help="Model lesions that touch no reference lesion.")
-        missed.metric("Missed lesions", detection["missed"], border=True, help="Reference lesions the model did not touch.")
+                     help=DETECTION_WORDS["true_positives"][1])
+        confirmed.metric("Model lesions confirmed", f"{detection['confirmed']} of {detection['predicted_lesions']}", border=True,
+                         help=DETECTION_WORDS["confirmed"][1])
+        alarms.metric("False alarms", detection["false_positives"], border=True, help=DETECTION_WORDS["false_positives"][1])
+        missed.metric("Missed lesions", detection["missed"], border=True, help=DETECTION_WORDS["missed"][1])
     st.caption("In the Slices tab, choose *Colours: Agreement* to see where the model and the reference agree (green), "
                "where only the model marked tissue (orange) and what it missed (magenta).")
     st.table(_words_table(metrics_table(metrics)))

@@ -36,13 +36,14 @@ METRIC_WORDS = {
 }
 DETECTION_WORDS = {
     "reference_lesions": ("Lesions in the reference", "Separate lesions drawn in the reference."),
-    "predicted_lesions": ("Lesions found by the model", "Separate lesions the model marked."),
-    "true_positives": ("Found", "Reference lesions the model touched at least in part."),
-    "false_positives": ("False alarms", "Model lesions that touch no reference lesion."),
-    "missed": ("Missed", "Reference lesions the model did not touch at all."),
-    "recall": ("Detection rate", "Found divided by the lesions in the reference."),
-    "precision": ("Detection precision", "Model lesions that are real, as a share of all it marked."),
-    "f1": ("Detection F1", "One score balancing detection rate and precision, from 0 to 1."),
+    "predicted_lesions": ("Lesions found by the model", "Separate lesions the model marked: the page's and the table's count."),
+    "true_positives": ("Reference lesions found", "Counted on the reference: its lesions that a model lesion touches at least in part."),
+    "confirmed": ("Model lesions confirmed", "Counted on the model: its lesions that touch a reference lesion."),
+    "false_positives": ("False alarms", "Counted on the model: its lesions that touch no reference lesion."),
+    "missed": ("Missed", "Counted on the reference: its lesions that no model lesion touches."),
+    "recall": ("Detection rate", "Reference lesions found divided by the lesions in the reference (both counted on the reference)."),
+    "precision": ("Detection precision", "Model lesions confirmed divided by the lesions the model found (both counted on the model)."),
+    "f1": ("Detection F1", "The harmonic mean of detection rate and precision, from 0 (none right) to 1 (all right)."),
 }
 #: ``LesionReport.rows()`` key -> heading shown to people.
 LESION_HEADINGS = {

@@ -166,12 +166,19 @@ def hover_readout(page) -> str:
     return readout.inner_text()
 
 
-def choose_lesion(page, row: int) -> None:
-    """Click the selection box of the lesion table's ``row`` (from 0); the table is drawn on a canvas."""
+def choose_lesion(page, row: int, across: float = 0.6) -> None:
+    """Click the lesion table's ``row`` (from 0) at ``across`` of its width; the table is drawn on a canvas."""
     table = page.get_by_test_id("stDataFrame").first
     table.scroll_into_view_if_needed()
     box = table.bounding_box()
-    page.mouse.click(box["x"] + 18, box["y"] + ROW_PX * (row + 1.5))  # below the header row
+    jump = page.evaluate("() => globalThis.__liversegViewer.jump")
+    for _ in range(2):  # the grid, just scrolled into view, sometimes takes its first click as focus only
+        table.click(position={"x": box["width"] * across, "y": ROW_PX * (row + 1.5)})  # below the header row
+        try:
+            page.wait_for_function("jump => globalThis.__liversegViewer.jump !== jump", arg=jump, timeout=5000)
+            return
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: click again
+            continue
 
 
 def _timed(page, action) -> float:

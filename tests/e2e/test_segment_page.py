@@ -86,6 +86,7 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     viewer.segment(page)
     for headline in ("Liver volume", "Tumour burden", "Lesions found"):
         page.get_by_test_id("stMetric").filter(has_text=headline).wait_for()
+    page.get_by_text("Details").click()
     expect(page.get_by_text(re.compile(r"Done in [\d.]+ s on the (CPU|GPU) with model"))).to_be_visible()
     viewer.full_screenshot(page, "segment-02-result")
 
@@ -101,7 +102,7 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     viewer.choose_plane(page, "coronal")
     assert viewer.slice_number(page) == coronal
 
-    # The lesion table: a lesion away from the slice shown, picked, brings the axial view to its slices.
+    # The lesion table: a lesion away from the slice shown, picked by a click on its row, brings every plane to it.
     open_tab(page, "Downloads")
     with open(download(page, "Lesion table (CSV)", tmp_path), newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
@@ -111,8 +112,13 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     shown = viewer.slice_number(page)
     ranges = [(int(row["first_slice"]) + 1, int(row["last_slice"]) + 1) for row in rows[:8]]  # the rows on screen
     row = next((n for n, (first, last) in enumerate(ranges) if not first <= shown <= last), 0)
-    viewer.choose_lesion(page, row)
+    others = {plane: page.locator(viewer.pane_canvas(plane)).get_attribute("data-slice") for plane in ("coronal", "sagittal")}
+    viewer.choose_lesion(page, row, across=0.6)
     viewer.wait_for_slice(page, *ranges[row])
+    page.locator(".lsv-three input").check()  # and the other planes went through it too
+    moved = {plane: page.locator(viewer.pane_canvas(plane)).get_attribute("data-slice") for plane in ("coronal", "sagittal")}
+    assert moved != others
+    page.locator(".lsv-three input").uncheck()
     viewer.full_screenshot(page, "segment-04-lesion-chosen")
 
     # The expert labels as reference: metrics in plain words, detection counts, the agreement colours.
