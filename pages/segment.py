@@ -247,7 +247,9 @@ def _three_d(result: Shown) -> None:
 
 
 def _downloads(loaded: Loaded, result: Shown, reference: Reference | None) -> None:
-    stem, segmentation = name_stem(loaded.name), result.segmentation
+    # The sample's files are named as in its dataset (lits117_labels.nii.gz), an upload's after its file.
+    stem = name_stem(config.SAMPLE_SCAN.name).removesuffix("_ct") if loaded.sample else name_stem(loaded.name)
+    segmentation = result.segmentation
     folder = upload_session().folder
     metrics = result.metrics.get(reference.key) if reference else None
     notes = [f"{SPACING_NOTE}: volumes and distances are estimates."] if loaded.sample else []

@@ -142,7 +142,9 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     # Every download, opened.
     open_tab(page, "Downloads")
     scan = nib.load(config.SAMPLE_SCAN)
-    labels = nib.load(download(page, "Label map (NIfTI)", tmp_path))
+    labels_path = download(page, "Label map (NIfTI)", tmp_path)
+    assert labels_path.name == "lits117_labels.nii.gz"  # a safe name, as the dataset names it
+    labels = nib.load(labels_path)
     assert labels.shape == scan.shape and np.allclose(labels.affine, scan.affine)
     assert set(np.unique(np.asarray(labels.dataobj))) <= {0, 1, 2}
     with open(download(page, "Metrics (CSV)", tmp_path), newline="", encoding="utf-8") as stream:
