@@ -288,8 +288,9 @@ def main() -> None:
     st.html("<style>[data-testid=stMainBlockContainer] { padding-top: 2.5rem; }</style>")
     st.title("Segment")
     loaded: Loaded | None = st.session_state.get("scan")
-    # Once this scan has a result, its choices fold away so that the picture is on screen without scrolling.
-    folded = loaded is not None and has_result(loaded.key)
+    # Once this scan has a result (or is being segmented), its choices fold away so that the picture is on screen
+    # without scrolling.
+    folded = loaded is not None and (has_result(loaded.key) or st.session_state.get("start", False))
     if not folded:
         st.markdown("Find the **liver** and **liver lesions** (possible tumours) in a CT scan of the abdomen.")
     st.caption(f":material/warning: {NOT_FOR_CLINICAL_USE}")
@@ -307,7 +308,7 @@ def main() -> None:
     result = shown_result(loaded.key, model)
     if result is None:
         start = st.empty()
-        if not start.button("Find the liver and lesions", type="primary", icon=":material/play_arrow:"):
+        if not start.button("Find the liver and lesions", type="primary", icon=":material/play_arrow:", key="start"):
             return
         # Disabled while the model runs: a second click would rerun the page and start the wait again.
         start.button("Finding the liver and lesions…", type="primary", icon=":material/hourglass_top:", disabled=True)
@@ -315,7 +316,6 @@ def main() -> None:
         start.empty()
         if result is None:
             return
-        st.rerun()  # drawn again with the choices folded
     reference = st.session_state.get("reference")
     if reference is not None and reference.canonical is None:
         reference.canonical = result.volume.canonical(reference.truth.labels)
