@@ -165,9 +165,11 @@ def test_train_follow_through_restart_cancel_and_use_the_model(context, server, 
     page.get_by_role("link", name="Models").click()
     page.get_by_role("heading", name="e2e-model").wait_for()
     page.get_by_text("The Segment page uses shipped-standin.").wait_for()
+    page.get_by_role("button", name="Make default").first.click()  # e2e-model's card: the default's says "Default"
+    page.get_by_text("for every user of this server?").wait_for()  # asked first
     page.locator(".st-key-default-e2e-model button").click()
     page.get_by_text("The Segment page uses e2e-model.").wait_for()
-    expect(page.locator(".st-key-default-shipped-standin button")).to_be_enabled()  # the page has redrawn both cards
+    expect(page.get_by_role("button", name="Make default")).to_have_count(1)  # the page has redrawn both cards
     screenshot(page, "models-01-default")
     page.get_by_text("Model card").first.click()
     page.get_by_text("Command to reproduce").wait_for()
