@@ -15,44 +15,24 @@ ROW_PX = 35
 #: The app's environment for these tests: no file watcher (a busy checkout would rerun the page mid-test).
 APP_ENV = {"STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none"}
 
-# Arms a promise that resolves to the milliseconds from the user's next key press, click, wheel turn or slider input
-# until the viewer has painted another slice and the browser has shown the frame after it
-# (two animation frames: the first runs before that paint, the second after).
-_ARM = """selector => {
-  const canvas = document.querySelector(selector);
-  const before = canvas.dataset.slice;
-  let start = null;
-  const begin = () => { if (start === null) start = performance.now(); };
-  for (const type of ['keydown', 'pointerdown', 'wheel', 'input']) document.addEventListener(type, begin, {capture: true, once: true});
-  window.__slicePainted = new Promise((resolve, reject) => {
-    setTimeout(() => reject(new Error('no new slice painted within 60 s')), 60000);
-    const observer = new MutationObserver(() => {
-      if (start === null || canvas.dataset.slice === before) return;
-      observer.disconnect();
-      requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.now() - start)));
-    });
-    observer.observe(canvas, {attributes: true, attributeFilter: ['data-slice']});
-  });
-}"""
-
-
 # Arms a promise that resolves to the milliseconds from the user's next input (key, pointer, wheel, slider, choice)
-# until the viewer has painted the picture again and the browser has shown the frame after it.
-_ARM_PAINT = """selector => {
+# until the viewer's canvas has changed ``attribute`` (data-slice: a new slice; data-paints: any new picture) and the
+# browser has shown the frame after it (two animation frames: the first runs before that paint, the second after).
+_ARM = """([selector, attribute]) => {
   const canvas = document.querySelector(selector);
-  const before = canvas.dataset.paints;
+  const before = canvas.getAttribute(attribute);
   let start = null;
   const begin = () => { if (start === null) start = performance.now(); };
   for (const type of ['keydown', 'pointerdown', 'wheel', 'input', 'change', 'click'])
     document.addEventListener(type, begin, {capture: true, once: true});
   window.__painted = new Promise((resolve, reject) => {
-    setTimeout(() => reject(new Error('nothing painted within 60 s')), 60000);
+    setTimeout(() => reject(new Error(`no new ${attribute} within 60 s`)), 60000);
     const observer = new MutationObserver(() => {
-      if (start === null || canvas.dataset.paints === before) return;
+      if (start === null || canvas.getAttribute(attribute) === before) return;
       observer.disconnect();
       requestAnimationFrame(() => requestAnimationFrame(() => resolve(performance.now() - start)));
     });
-    observer.observe(canvas, {attributes: true, attributeFilter: ['data-paints']});
+    observer.observe(canvas, {attributes: true, attributeFilter: [attribute]});
   });
 }"""
 # Counts the page's reruns from now on: Streamlit marks the elements of a running script stale.
@@ -62,6 +42,15 @@ _COUNT_RERUNS = """() => {
     if (changes.some((change) => change.target.getAttribute('data-stale') === 'true')) window.__reruns += 1;
   }).observe(document.body, {attributes: true, subtree: true, attributeFilter: ['data-stale']});
 }"""
+
+
+def new_page(browser, url: str, width: int, height: int):
+    """A fresh browser context at ``width`` x ``height`` on ``url``: (context, page)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(120_000)  # a loaded 2-core machine
+    page.goto(url)
+    return context, page
 
 
 def full_screenshot(page, name: str) -> Path:
@@ -182,9 +171,9 @@ def choose_lesion(page, row: int, across: float = 0.6) -> None:
 
 
 def _timed(page, action) -> float:
-    page.evaluate(_ARM, SLICE_CANVAS)
+    page.evaluate(_ARM, [SLICE_CANVAS, "data-slice"])
     action()
-    return page.evaluate("() => window.__slicePainted")
+    return page.evaluate("() => window.__painted")
 
 
 def move_slice(page, key: str = "ArrowRight") -> float:
@@ -247,7 +236,7 @@ def pane_canvas(plane: str) -> str:
 
 def display_change(page, action, selector: str = SLICE_CANVAS) -> float:
     """Do ``action`` (an input that changes the picture on ``selector``); milliseconds until the viewer has painted it."""
-    page.evaluate(_ARM_PAINT, selector)
+    page.evaluate(_ARM, [selector, "data-paints"])
     action()
     return page.evaluate("() => window.__painted")
 

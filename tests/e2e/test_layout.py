@@ -10,7 +10,6 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e import segment_page as viewer
-from tests.e2e.app_server import App
 
 pytestmark = pytest.mark.e2e
 
@@ -18,10 +17,8 @@ STAGES = r"(Reading the scan|Finding the liver|Outlining the liver and lesions|M
 
 
 @pytest.fixture(scope="module")
-def app():
-    server = App(env=viewer.APP_ENV)
-    yield server
-    server.stop()
+def app(shipped_app):
+    return shipped_app
 
 
 def on_screen(page) -> dict:
@@ -35,10 +32,7 @@ def on_screen(page) -> dict:
 
 
 def test_a_run_reads_plainly_and_ends_with_the_picture_on_screen(browser, app):
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    page.goto(app.url)
+    context, page = viewer.new_page(browser, app.url, 1440, 900)
     viewer.choose_sample(page)
     page.get_by_role("button", name="Find the liver and lesions").click()
     expect(page.get_by_role("button", name="Finding the liver and lesions…")).to_be_disabled()

@@ -22,17 +22,14 @@ from playwright.sync_api import expect
 from core import config
 from core.evaluation.lesions import COLUMNS
 from tests.e2e import segment_page as viewer
-from tests.e2e.app_server import App, screenshot
+from tests.e2e.app_server import screenshot
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def app():
-    """The app as shipped (the model in trained/, the sample in the cache), without a file watcher."""
-    server = App(env=viewer.APP_ENV)
-    yield server
-    server.stop()
+def app(shipped_app):
+    return shipped_app
 
 
 @pytest.fixture

@@ -12,25 +12,19 @@ import re
 import pytest
 
 from tests.e2e import segment_page as viewer
-from tests.e2e.app_server import App
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def app():
-    server = App(env=viewer.APP_ENV)
-    yield server
-    server.stop()
+def app(shipped_app):
+    return shipped_app
 
 
 @pytest.fixture(scope="module")
 def page(browser, app):
     """One page for the module: the sample, segmented once."""
-    context = browser.new_context(viewport={"width": 1440, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    page.goto(app.url)
+    context, page = viewer.new_page(browser, app.url, 1440, 900)
     viewer.choose_sample(page)
     viewer.segment(page)
     viewer.count_reruns(page)
