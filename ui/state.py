@@ -77,6 +77,12 @@ class Reference:
     canonical: np.ndarray | None = None
 
 
+def prepare_display(scan: Scan) -> tuple[DisplayVolume, bytes]:
+    """The scan's display copy (no labels yet) and the viewer's CT pack: what showing a result needs of the scan alone."""
+    volume = DisplayVolume.from_scan(scan, np.zeros(scan.shape, np.uint8))
+    return volume, viewer_volume.ct_pack(volume)
+
+
 def set_scan(loaded: Loaded) -> None:
     st.session_state["scan"] = loaded
     st.session_state.pop("scan_error", None)
