@@ -182,8 +182,10 @@ def _jump(volume: DisplayVolume, canonical_voxel) -> None:
 def _viewer(result: Shown, volume: DisplayVolume, reference_key: str | None) -> None:
     """The slice viewer: the browser gets the scan and its labels once and draws every picture itself,
     so no display change (plane, window, layers, zoom, slice) reruns the page."""
-    with st.spinner("Sending the scan to your browser…"):
-        packs = result.packs(volume, reference_key)
+    if not result.has_packs(reference_key):  # a spinner only when there is work: it would shift the page's elements
+        with st.spinner("Sending the scan to your browser…"):
+            result.packs(volume, reference_key)
+    packs = result.packs(volume, reference_key)
     slice_viewer(*packs, focus=st.session_state["viewer_focus"], jump=str(st.session_state["viewer_jump"]),
                  has_reference=volume.reference is not None)
 

@@ -56,6 +56,9 @@ class Shown:
     def lesions(self) -> LesionReport:
         return self.result.lesions
 
+    def has_packs(self, reference_key: str | None) -> bool:
+        return self.ct_pack is not None and reference_key in self.label_packs
+
     def packs(self, volume: DisplayVolume, reference_key: str | None) -> tuple[bytes, bytes]:
         """The viewer's CT and label packs for ``volume`` (with the reference ``reference_key``), each made once."""
         if self.ct_pack is None:

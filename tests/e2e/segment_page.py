@@ -165,6 +165,7 @@ def choose_lesion(page, row: int, across: float = 0.6) -> None:
         table.click(position={"x": box["width"] * across, "y": ROW_PX * (row + 1.5)})  # below the header row
         try:
             page.wait_for_function("jump => globalThis.__liversegViewer.jump !== jump", arg=jump, timeout=5000)
+            _wait_for_viewer(page)  # and the page's rerun has ended
             return
         except Exception:  # noqa: BLE001 - playwright's TimeoutError: click again
             continue
