@@ -7,6 +7,8 @@ private upload folder (``st.session_state["uploads"]``, a ``core.server.uploads.
 ``pages/`` directly, around the gate.
 """
 
+import functools
+
 import streamlit as st
 
 from core.errors import LiverSegError
@@ -79,7 +81,11 @@ def _pages() -> list:
         st.caption(":material/lock_open: This app is open to anyone who can reach this address: no password is set. "
                    "See *Running on a lab server* in the README to restrict it.")
     elif "user" not in st.session_state:
-        return [st.Page(lambda: _login(policy), title="Log in", url_path="login")]
+        # Every page's address shows the login form (a bookmarked /train is not "Page not found"), and after
+        # signing in the same address is that page.
+        login = functools.partial(_login, policy)
+        return [st.Page(login, title="Log in", url_path="login", default=True),
+                *(st.Page(login, title=page.title, url_path=page.url_path) for page in PAGES if page.url_path)]
     else:
         role = " (administrator)" if st.session_state.get("admin") else ""
         st.sidebar.caption(f"Signed in as **{plain(st.session_state['user'])}**{role}")
@@ -95,4 +101,6 @@ def _pages() -> list:
     return PAGES
 
 
-st.navigation(_pages()).run()
+pages = _pages()
+# Signed out, the login form stands at every address: no navigation between its copies.
+st.navigation(pages, position="hidden" if pages[0].title == "Log in" else "sidebar").run()

@@ -47,9 +47,18 @@ def facts_table(mapping: dict) -> None:
 
 
 def metric_label(key: str) -> str:
-    """``"liver_dice"`` -> ``"Liver Dice"``."""
-    words = key.replace("_", " ").split()
-    return " ".join(word.capitalize() if index == 0 or word == "dice" else word for index, word in enumerate(words))
+    """``"liver_dice"`` -> ``"Liver Dice"``, ``"liver_hd95_mm"`` -> ``"Liver HD95 (mm)"``."""
+    words = key.removesuffix("_mm").replace("_", " ").split()
+    words = [word.capitalize() if index == 0 or word == "dice" else word.upper() if word.startswith("hd") else word
+             for index, word in enumerate(words)]
+    return " ".join(words) + (" (mm)" if key.endswith("_mm") else "")
+
+
+def metric_value(key: str, value) -> str:
+    """Scores to 3 decimals; distances to 0.1 mm, with the unit (the voxels are coarser than that)."""
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.1f} mm" if key.endswith("_mm") else f"{value:.3f}"
 
 
 def size_text(size: int) -> str:
@@ -72,8 +81,14 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
         header, actions = st.columns([1, 1], vertical_alignment="center")
         header.subheader(f"{card.name} {' '.join(badges)}", anchor=False)
         buttons = actions.columns(3)
-        buttons[0].button("Make default", key=f"default-{card.name}", on_click=make_default, args=(card.name,),
-                          disabled=card.name == default, icon=":material/star:", width="stretch")
+        if card.name == default:
+            buttons[0].button("Default", key=f"is-default-{card.name}", disabled=True, icon=":material/star:", width="stretch")
+        else:
+            # Confirmed first: the default is every user's model on the Segment page.
+            with buttons[0].popover("Make default", icon=":material/star:", width="stretch"):
+                st.write(f"Make **{card.name}** the model the Segment page uses, for every user of this server?")
+                st.button(f"Yes, make {card.name} the default", type="primary", key=f"default-{card.name}", on_click=make_default,
+                          args=(card.name,))
         buttons[1].download_button("Download", data=functools.partial(model_archive, card.name), file_name=f"{card.name}.zip",
                                    mime="application/zip", key=f"download-{card.name}", icon=":material/download:",
                                    on_click="ignore", width="stretch", help="A zip of the model's files (its weights and card.json); unzip it into "
@@ -104,9 +119,15 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
         st.caption(" · ".join(fact for fact in facts if fact))
         headline = card.headline_metrics()
         if headline:
+            # Each card scores itself on its own cases: numbers of two cards are on the same footing only when both
+            # were cross-validated on the same cases.
+            st.caption(":material/info: " + ("Cross-validated: each case scored by a model trained without it."
+                                             if card.cross_validated else
+                                             "Scored on this model's own held-out cases: not comparable with another "
+                                             "model's numbers unless it was scored on the same cases."))
             numbers = st.columns(6)
             for cell, (key, value) in zip(numbers, headline.items()):
-                cell.metric(metric_label(key), f"{value:.3f}" if isinstance(value, float) else value, help=card.headline_rule())
+                cell.metric(metric_label(key), metric_value(key, value), help=card.headline_rule())
         with st.expander("Model card"):
             left, right = st.columns(2)
             with left:

@@ -6,6 +6,8 @@ are ``core``'s, and what the session keeps is ``ui.state``'s.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import streamlit as st
 
@@ -20,23 +22,19 @@ from core.model import registry
 from core.viewing import exports
 from core.viewing.figures import surface_figure
 from core.viewing.numbers import MISSING, cell
-from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
-from core.viewing.slice_stack import build_stack
-from core.viewing.slices import PLANES, WINDOW_PRESETS, DisplayVolume, View, legend
+from core.viewing.report import DETECTION_WORDS, NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
+from core.viewing.slices import DisplayVolume
+from core.viewing.viewer_volume import pack_voxel
 from ui import caches
+from ui.progress import RunProgress
 from ui.session import require_login, upload_session
-from ui.state import Loaded, Reference, Shown, keep_result, set_reference, set_scan, shown_result
+from ui.state import Loaded, Reference, Shown, has_result, keep_result, prepare_display, set_reference, set_scan, shown_result
 from ui.text import plain
 from ui.uploads import fingerprint, name_stem, read_upload
 from widgets.slice_viewer import slice_viewer
 
 require_login()
 
-PLANE_NAMES = {"axial": "Axial (from the feet)", "coronal": "Coronal (from the front)", "sagittal": "Sagittal (from the side)"}
-#: ``core.pipeline.run``'s stages as the progress bar says them.
-STAGE_WORDS = {"first_stage": "Finding the liver", "preprocess": "Preparing the scan", "infer": "Segmenting",
-               "postprocess": "Cleaning up", "lesions": "Measuring the lesions"}
-COMPARE_NAMES = {"result": "The model's result", "liver": "Agreement: liver", "lesion": "Agreement: lesions"}
 
 
 def _choose_scan() -> None:
@@ -127,121 +125,70 @@ def _model_settings() -> tuple[str | None, str]:
 
 
 def _segment(loaded: Loaded, model: str, device: str) -> Shown | None:
-    """Run the model with a progress bar; the result, or ``None`` after showing why not."""
+    """Run the model with a progress bar in plain words; the result, or ``None`` after showing why not."""
     bar = st.progress(0.0, text="Starting…")
-
-    def progress(stage: str, fraction: float) -> None:
-        bar.progress(min(max(float(fraction), 0.0), 1.0), text=f"{STAGE_WORDS.get(stage, stage)}…")
-
+    voxels = loaded.scan.voxels.size / 1e6
+    rate = caches.run_rates().get((model, device))
+    progress = RunProgress(lambda share, text: bar.progress(share, text=text), None if rate is None else rate * voxels)
     try:
-        outcome = pipeline.run(loaded.scan, caches.segmenter(model, device), progress=progress)
-        result = Shown(outcome, DisplayVolume.from_scan(loaded.scan, outcome.labels))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The scan's display copy and its viewer pack need no labels: made while the model runs (3 s at 512²).
+            display = pool.submit(prepare_display, loaded.scan)
+            outcome = pipeline.run(loaded.scan, caches.segmenter(model, device), progress=progress)
+            volume, ct_pack = display.result()
+        result = Shown(outcome, volume.with_labels(outcome.labels), ct_pack=ct_pack)
     except LiverSegError as error:
         st.error(str(error), icon=":material/error:")
         return None
     finally:
         bar.empty()
+    caches.run_rates()[(model, device)] = progress.elapsed() / voxels  # the next run's estimate on this server
     keep_result(loaded.key, model, result)
     return result
 
 
 def _headline(loaded: Loaded, result: Shown) -> None:
+    """The numbers beside the picture; what the engine did folded into one "Details"."""
     segmentation, lesions = result.segmentation, result.lesions
-    liver, burden, count = st.columns(3)
-    liver.metric("Liver volume", f"{lesions.liver_ml:,.0f} mL", help="Liver including its lesions.", border=True)
-    burden.metric("Tumour burden", MISSING if lesions.burden_pct is None else f"{lesions.burden_pct:.1f} %",
-                  help="Volume of all lesions as a share of the liver volume.", border=True)
-    count.metric("Lesions found", len(lesions.lesions), help="Separate lesions (possible tumours) in the liver.", border=True)
-    device = {"cuda": "GPU"}.get(segmentation.device, segmentation.device.upper() or "?")
-    st.caption(f"Done in {sum(segmentation.seconds.values()):.1f} s on the {device} with model *{segmentation.model}*."
-               + (f" {SPACING_NOTE}: volumes are estimates." if loaded.sample else ""))
+    st.metric("Liver volume", f"{lesions.liver_ml:,.0f} mL", help="Liver including its lesions.", border=True)
+    st.metric("Tumour burden", MISSING if lesions.burden_pct is None else f"{lesions.burden_pct:.1f} %",
+              help="Volume of all lesions as a share of the liver volume.", border=True)
+    st.metric("Lesions found", len(lesions.lesions), help="Separate lesions (possible tumours) in the liver.", border=True)
     for warning in segmentation.warnings:  # an implausible liver: never silent
         st.warning(warning, icon=":material/warning:")
-    for note in segmentation.notes:  # what the engine did (a CPU fallback, specks removed): for the curious, kept small
-        st.caption(f":material/info: {note[:1].upper()}{note[1:]}.")
+    device = {"cuda": "GPU"}.get(segmentation.device, segmentation.device.upper() or "?")
+    with st.expander("Details"):
+        st.caption(f"Done in {sum(segmentation.seconds.values()):.1f} s on the {device} with model *{segmentation.model}*.")
+        if loaded.sample:
+            st.caption(f"{SPACING_NOTE}: volumes and distances are estimates.")
+        for note in segmentation.notes:  # what the engine did (a CPU fallback, specks removed), for the curious
+            st.caption(f"{note[:1].upper()}{note[1:]}.")
 
 
-def _reset_viewer(volume: DisplayVolume, result_id: str) -> None:
+def _reset_viewer(result: Shown, volume: DisplayVolume, result_id: str) -> None:
     """Point every plane at the largest lesion (or the liver) when a new result is shown."""
     if st.session_state.get("viewer_for") == result_id:
         return
     st.session_state["viewer_for"] = result_id
-    _jump(volume, volume.focus())
-    st.session_state.setdefault("plane", "axial")
-    st.session_state.setdefault("window", "Abdomen")
-    st.session_state.setdefault("opacity", 0.4)
-    for key in ("show_liver", "show_lesions", "show_reference"):
-        st.session_state.setdefault(key, True)
-    st.session_state.setdefault("compare", "result")
+    lesions = result.lesions.lesions  # largest first, measured already: no second labelling of the volume (1.5 s at 512²)
+    _jump(volume, volume.canonical_index(lesions[0].centroid_voxel) if lesions else volume.focus())
 
 
 def _jump(volume: DisplayVolume, canonical_voxel) -> None:
     """Show the slices through a voxel in every plane (the viewer follows a new ``viewer_jump``)."""
-    for plane in PLANES:
-        st.session_state[f"slice_{plane}"] = volume.slice_through(plane, canonical_voxel) + 1
+    st.session_state["viewer_focus"] = pack_voxel(volume, canonical_voxel)
     st.session_state["viewer_jump"] = st.session_state.get("viewer_jump", 0) + 1
 
 
-def _window_changed() -> None:
-    preset = st.session_state["window"]
-    if preset in WINDOW_PRESETS:  # custom starts from the preset last shown
-        st.session_state["window_width"], st.session_state["window_level"] = WINDOW_PRESETS[preset]
-
-
-def _legend_html(view: View, has_reference: bool) -> str:
-    items = []
-    for colour, words, outline in legend(view, has_reference):
-        style = f"border:3px solid rgb{colour}" if outline else f"background:rgb{colour}"
-        items.append(f'<span style="display:inline-block;width:14px;height:14px;vertical-align:middle;{style}"></span>'
-                     f'&nbsp;{words}')
-    return "&emsp;".join(items)
-
-
 def _viewer(result: Shown, volume: DisplayVolume, reference_key: str | None) -> None:
-    """The slice viewer: settings on the right (a change reruns the page), the picture on the left.
-
-    The picture is a browser-side component holding every slice of the plane: scrolling it
-    never reruns the page. Its stack is built once per plane and setting, and kept.
-    """
-    has_reference = volume.reference is not None
-    picture, controls = st.columns([3, 1])
-    with controls:
-        plane = st.radio("View", PLANES, format_func=PLANE_NAMES.get, key="plane")
-        compare = "result"
-        if has_reference:
-            compare = st.radio("Colours", list(COMPARE_NAMES), format_func=COMPARE_NAMES.get, key="compare")
-        showing_result = compare == "result"
-        show_liver = st.toggle("Liver", key="show_liver", disabled=not showing_result)
-        show_lesions = st.toggle("Lesions", key="show_lesions", disabled=not showing_result)
-        show_reference = has_reference and st.toggle("Reference outlines", key="show_reference", disabled=not showing_result)
-        with st.expander("Expert display settings"):
-            preset = st.selectbox("Window", [*WINDOW_PRESETS, "Custom"], key="window", on_change=_window_changed,
-                                  help="Which CT values (HU) span black to white.")
-            if preset == "Custom":
-                width = st.number_input("Window width (HU)", min_value=1.0, max_value=5000.0, step=10.0, key="window_width")
-                level = st.number_input("Window level (HU)", min_value=-1500.0, max_value=3000.0, step=10.0, key="window_level")
-            else:
-                width, level = WINDOW_PRESETS[preset]
-            opacity = st.slider("Colour opacity", 0.0, 1.0, step=0.05, key="opacity")
-    view = View(width=width, level=level, opacity=opacity, liver=show_liver, lesions=show_lesions, reference=show_reference,
-                compare=None if showing_result else compare)
-    stack_key = (plane, view, reference_key)
-
-    def build() -> tuple:
-        with st.spinner("Preparing the slices…"):
-            stack = build_stack(volume, plane, view)
-            return stack.payload(), stack.pixel_mm if stack.downsampled else None, stack.native_mm
-
-    payload, shown_mm, native_mm = result.stack(stack_key, build)
-    with picture:
-        slice_viewer(payload, stack_id=f"{st.session_state['viewer_for']}:{hash(stack_key)}", title=PLANE_NAMES[plane],
-                     start=st.session_state[f"slice_{plane}"] - 1, jump=str(st.session_state["viewer_jump"]))
-        st.markdown(_legend_html(view, has_reference), unsafe_allow_html=True)
-        st.caption("Scroll with the mouse wheel over the picture, or click it and use the arrow keys. The patient's right is "
-                   "on the left of the picture, as radiologists view scans. Hover over the picture for the CT value (HU) and position.")
-        if shown_mm is not None:
-            st.caption(f":material/info: Shown at {shown_mm:.2f} mm per pixel (the scan has {native_mm:.2f} mm) so that your browser "
-                       "can hold every slice of this view at once; measurements and downloads use the full resolution.")
+    """The slice viewer: the browser gets the scan and its labels once and draws every picture itself,
+    so no display change (plane, window, layers, zoom, slice) reruns the page."""
+    if not result.has_packs(reference_key):  # a spinner only when there is work: it would shift the page's elements
+        with st.spinner("Sending the scan to your browser…"):
+            result.packs(volume, reference_key)
+    packs = result.packs(volume, reference_key)
+    slice_viewer(*packs, focus=st.session_state["viewer_focus"], jump=str(st.session_state["viewer_jump"]),
+                 has_reference=volume.reference is not None)
 
 
 def _lesion_table(loaded: Loaded, result: Shown) -> None:
@@ -249,22 +196,23 @@ def _lesion_table(loaded: Loaded, result: Shown) -> None:
     if not rows:
         st.info("The model found no lesions in this scan.", icon=":material/info:")
         return
-    st.markdown("**Lesions found** — click a row to show that lesion in the viewer.")
+    st.markdown("**Lesions found** — click a row to show that lesion in every plane of the viewer.")
     decimals = {heading: st.column_config.NumberColumn(format=f"%.{places}f")
                 for heading, places in (("Volume (mL)", 2), ("Longest diameter (mm)", 1), ("Mean density (HU)", 0))}
     decimals["Confidence"] = st.column_config.NumberColumn(
         format="%.2f", help="The model's mean lesion probability over the lesion (0-1). Lesions below the model's "
                             "threshold (chosen on held-out scans; see its card on the Models page) are not shown.")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, on_select=lambda: _lesion_chosen(result), selection_mode="single-row",
+    st.dataframe(pd.DataFrame(rows), hide_index=True, on_select=lambda: _lesion_chosen(result), selection_mode="single-cell",
                  key="lesion_table", width="stretch", column_config=decimals)
     if loaded.sample:
         st.caption(f"{SPACING_NOTE}: volumes and diameters are estimates.")
 
 
 def _lesion_chosen(result: Shown) -> None:
-    chosen = st.session_state["lesion_table"].selection.rows
+    # A cell, not a row, is what a click anywhere on a row selects (a row selection takes its small checkbox).
+    chosen = st.session_state["lesion_table"].selection.cells
     if chosen:
-        lesion = result.lesions.lesions[chosen[0]]
+        lesion = result.lesions.lesions[chosen[0][0]]
         _jump(result.volume, result.volume.canonical_index(lesion.centroid_voxel))
 
 
@@ -276,11 +224,14 @@ def _comparison(result: Shown, reference: Reference) -> None:
     detection = metrics["lesion_detection"]
     st.markdown(f"**Compared with:** {plain(reference.name)}")
     if detection["reference_lesions"] is not None:
-        found, alarms, missed = st.columns(3)
+        # Each count on one side: the model's lesions are the headline's "Lesions found"; the reference's, its own.
+        found, confirmed, alarms, missed = st.columns(4)
         found.metric("Reference lesions found", f"{detection['true_positives']} of {detection['reference_lesions']}", border=True,
-                     help="Reference lesions that the model touched at least in part.")
-        alarms.metric("False alarms", detection["false_positives"], border=True, help="Model lesions that touch no reference lesion.")
-        missed.metric("Missed lesions", detection["missed"], border=True, help="Reference lesions the model did not touch.")
+                     help=DETECTION_WORDS["true_positives"][1])
+        confirmed.metric("Model lesions confirmed", f"{detection['confirmed']} of {detection['predicted_lesions']}", border=True,
+                         help=DETECTION_WORDS["confirmed"][1])
+        alarms.metric("False alarms", detection["false_positives"], border=True, help=DETECTION_WORDS["false_positives"][1])
+        missed.metric("Missed lesions", detection["missed"], border=True, help=DETECTION_WORDS["missed"][1])
     st.caption("In the Slices tab, choose *Colours: Agreement* to see where the model and the reference agree (green), "
                "where only the model marked tissue (orange) and what it missed (magenta).")
     st.table(_words_table(metrics_table(metrics)))
@@ -306,7 +257,9 @@ def _three_d(result: Shown) -> None:
 
 
 def _downloads(loaded: Loaded, result: Shown, reference: Reference | None) -> None:
-    stem, segmentation = name_stem(loaded.name), result.segmentation
+    # The sample's files are named as in its dataset (lits117_labels.nii.gz), an upload's after its file.
+    stem = name_stem(config.SAMPLE_SCAN.name).removesuffix("_ct") if loaded.sample else name_stem(loaded.name)
+    segmentation = result.segmentation
     folder = upload_session().folder
     metrics = result.metrics.get(reference.key) if reference else None
     notes = [f"{SPACING_NOTE}: volumes and distances are estimates."] if loaded.sample else []
@@ -341,45 +294,59 @@ def _downloads(loaded: Loaded, result: Shown, reference: Reference | None) -> No
 
 
 def main() -> None:
+    # Less blank space above the title (Streamlit leaves 6 rem): the picture must fit a 720-pixel-high screen.
+    st.html("<style>[data-testid=stMainBlockContainer] { padding-top: 2.5rem; }</style>")
     st.title("Segment")
-    st.markdown("Find the **liver** and **liver lesions** (possible tumours) in a CT scan of the abdomen.")
-    st.caption(f":material/warning: {NOT_FOR_CLINICAL_USE}")
-    _choose_scan()
     loaded: Loaded | None = st.session_state.get("scan")
-    if loaded is None:
-        return
-    _describe(loaded)
-    _choose_reference(loaded)
-    model, device = _model_settings()
+    # Once this scan has a result (or is being segmented), its choices fold away so that the picture is on screen
+    # without scrolling.
+    folded = loaded is not None and (has_result(loaded.key) or st.session_state.get("start", False))
+    if not folded:
+        st.markdown("Find the **liver** and **liver lesions** (possible tumours) in a CT scan of the abdomen.")
+    st.caption(f":material/warning: {NOT_FOR_CLINICAL_USE}")
+    inputs = st.expander(f"Scan: {loaded.name} · change it, compare with a reference, settings") if folded else st.container()
+    with inputs:
+        _choose_scan()
+        loaded = st.session_state.get("scan")
+        if loaded is None:
+            return
+        _describe(loaded)
+        _choose_reference(loaded)
+        model, device = _model_settings()
     if model is None:
         return
     result = shown_result(loaded.key, model)
     if result is None:
         start = st.empty()
-        if not start.button("Find the liver and lesions", type="primary", icon=":material/play_arrow:"):
+        if not start.button("Find the liver and lesions", type="primary", icon=":material/play_arrow:", key="start"):
             return
-        start.empty()
+        # Disabled while the model runs: a second click would rerun the page and start the wait again.
+        start.button("Finding the liver and lesions…", type="primary", icon=":material/hourglass_top:", disabled=True)
         result = _segment(loaded, model, device)
+        start.empty()
         if result is None:
             return
     reference = st.session_state.get("reference")
     if reference is not None and reference.canonical is None:
         reference.canonical = result.volume.canonical(reference.truth.labels)
     volume = result.volume if reference is None else result.volume.with_reference(reference.canonical)
-    _reset_viewer(volume, f"{loaded.key}:{model}")
-    _headline(loaded, result)
-    names = ["Slices", "3D view"] + (["Compare with reference"] if reference else []) + ["Downloads"]
-    tabs = dict(zip(names, st.tabs(names)))
-    with tabs["Slices"]:
-        _viewer(result, volume, reference.key if reference else None)
-        _lesion_table(loaded, result)
-    with tabs["3D view"]:
-        _three_d(result)
-    if reference is not None:
-        with tabs["Compare with reference"]:
-            _comparison(result, reference)
-    with tabs["Downloads"]:
-        _downloads(loaded, result, reference)
+    _reset_viewer(result, volume, f"{loaded.key}:{model}")
+    picture, numbers = st.columns([3, 1])
+    with numbers:
+        _headline(loaded, result)
+    with picture:
+        names = ["Slices", "3D view"] + (["Compare with reference"] if reference else []) + ["Downloads"]
+        tabs = dict(zip(names, st.tabs(names)))
+        with tabs["Slices"]:
+            _viewer(result, volume, reference.key if reference else None)
+            _lesion_table(loaded, result)
+        with tabs["3D view"]:
+            _three_d(result)
+        if reference is not None:
+            with tabs["Compare with reference"]:
+                _comparison(result, reference)
+        with tabs["Downloads"]:
+            _downloads(loaded, result, reference)
 
 
 main()

@@ -7,6 +7,7 @@ reads its record, so closing the tab or restarting the app loses nothing.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 
 import pandas as pd
@@ -84,6 +85,9 @@ def dice_figure(records: list[dict]) -> go.Figure:
         # Epochs counted from 1 here as in the Epoch figure above (the records count from 0).
         figure.add_scatter(x=[r.get("epoch", 0) + 1 for r in points], y=[r[key] for r in points], mode="lines+markers", name=name,
                            line={"color": colour})
+    last = max([r.get("epoch", 0) + 1 for r in validations] or [1])
+    # Whole epochs only: Plotly's own ticks fall on 0.5 for a short run, and there is no half epoch.
+    figure.update_xaxes(tick0=1, dtick=max(1, math.ceil(last / 10)), tickformat="d", rangemode="tozero")
     figure.update_layout(title="Validation Dice (held-out cases)", xaxis_title="epoch", yaxis_title="Dice", yaxis_range=[0, 1],
                          height=300, margin={"l": 50, "r": 10, "t": 40, "b": 40}, legend={"orientation": "h", "y": -0.25})
     return figure
@@ -179,9 +183,6 @@ def follow(job: Job) -> None:
     if log:
         st.caption("Log (last lines)")
         st.code(log, language=None, wrap_lines=True)
-    with st.expander("Job details"):
-        st.caption(f"Job {job.id}; the command it runs:")
-        st.code(without_paths(" ".join(job.command)), language="bash", wrap_lines=True)
 
 
 def jobs_panel(polling: bool) -> None:
@@ -205,25 +206,38 @@ def jobs_panel(polling: bool) -> None:
 
 
 #: Labels where the option's name is an abbreviation; the others read well as they are.
-LABELS = {"lr": "Learning rate", "val": "Validation cases", "hu_window": "HU window", "num_workers": "Loader processes"}
+LABELS = {"lr": "Learning rate", "val": "Validation cases", "hu_window": "HU window", "num_workers": "Loader processes",
+          "val_every": "Validate every (epochs)", "max_minutes": "Time limit (minutes)", "patches_per_epoch": "Patches per epoch",
+          "roi_margin": "Margin around the first stage's liver (mm)", "spacing": "Voxel size (mm)"}
+#: The option groups in plain words (``core.training.options`` names them for the command line's help).
+GROUPS = {"data": "Data", "schedule": "Schedule", "patches and augmentation": "Patches and augmentation",
+          "hardware (PyTorch Lightning)": "Hardware"}
+MODEL_GROUP = "Model (for a new model; fine-tuning keeps the model's own)"
+
+
+def without_flags(words: str) -> str:
+    """An option's help without command-line syntax ("--first-stage" reads "first stage")."""
+    words = words.replace("as segment --precision: ", "")
+    return re.sub(r"--([a-z][a-z-]*)", lambda match: match.group(1).replace("-", " "), words)
 
 
 def option_widget(option: TrainingOption, disabled: bool):
     label = LABELS.get(option.name, option.name.replace("_", " ").capitalize())
     key = f"option-{option.name}"
+    help_ = without_flags(option.help)
     if option.kind == "choice":
-        return st.selectbox(label, option.choices, index=option.choices.index(option.default), help=option.help, key=key,
+        return st.selectbox(label, option.choices, index=option.choices.index(option.default), help=help_, key=key,
                             disabled=disabled)
     if option.kind == "flag":
-        return st.checkbox(label, value=bool(option.default), help=option.help, key=key, disabled=disabled)
+        return st.checkbox(label, value=bool(option.default), help=help_, key=key, disabled=disabled)
     if option.count == 1 and option.kind in ("int", "float"):
         if option.kind == "int":
-            return st.number_input(label, value=option.default, step=1, help=option.help, key=key, disabled=disabled)
+            return st.number_input(label, value=option.default, step=1, help=help_, key=key, disabled=disabled)
         step = 10 ** math.floor(math.log10(abs(option.default))) if option.default else 1.0
-        return st.number_input(label, value=option.default, step=float(step), format="%g", help=option.help, key=key,
+        return st.number_input(label, value=option.default, step=float(step), format="%g", help=help_, key=key,
                                disabled=disabled)
     default = " ".join(map(str, option.default)) if isinstance(option.default, list) else str(option.default or "")
-    text = st.text_input(label, value=default, help=f"{option.help} (values separated by spaces)" if option.count != 1 else option.help,
+    text = st.text_input(label, value=default, help=f"{help_} (values separated by spaces)" if option.count != 1 else help_,
                          key=key, disabled=disabled)
     return typed_words(option, text) if option.count != 1 else text
 
@@ -235,6 +249,28 @@ def changed(option: TrainingOption, value) -> bool:
     if isinstance(value, list):
         return value != list(option.default or [])
     return value != option.default and str(value) != str(option.default)
+
+
+def measured_rate() -> float | None:
+    """Training patches per second of this server's most recent job that reported it (its last report)."""
+    for job in runner.jobs():  # newest first
+        rates = [r["patches_per_s"] for r in events(job.progress(), STEP) if isinstance(r.get("patches_per_s"), (int, float))]
+        if rates:
+            return float(rates[-1])
+    return None
+
+
+def estimate(epochs, patches_per_epoch) -> str:
+    """The run's length before Start, from this server's measured throughput: at most, as early stopping may end it sooner."""
+    rate = measured_rate()
+    if not (isinstance(epochs, int) and isinstance(patches_per_epoch, int)) or epochs < 1 or patches_per_epoch < 1:
+        return ""
+    if rate is None:
+        return (f":material/schedule: {epochs} epochs of {patches_per_epoch} patches: no estimate of the time yet, as no "
+                "training has run on this server; the first job's progress shows its own.")
+    return (f":material/schedule: {epochs} epochs of {patches_per_epoch} patches: about {duration(epochs * patches_per_epoch / rate)} "
+            f"at most on this server (its last training ran {rate:.1f} patches per second; validation adds a little, "
+            "early stopping may end it sooner).")
 
 
 @st.cache_data(ttl=300, show_spinner="Looking for labelled cases in the data folders…")
@@ -268,7 +304,7 @@ def new_job_form() -> None:
         liver_only = sum(case.liver_only for case in cases)
         st.caption(f"{len(cases)} labelled cases: {len(cases) - liver_only} with liver and lesion labels, {liver_only} liver-only "
                    "(these teach the liver; their lesion channel is ignored).")
-        st.dataframe(pd.DataFrame([{"Case": case.name, "Labels": case.kind, "Layout": case.layout, "Image": str(case.image)}
+        st.dataframe(pd.DataFrame([{"Case": case.name, "Labels": case.kind, "Layout": case.layout, "Image": case.image.name}
                                    for case in cases]), hide_index=True, width="stretch")
     problems = [(choice.label, f"image without a label, not used: {path.name}") for choice in found for path in choice.unlabelled]
     problems += [(choice.label, f"refused: {reason}") for choice in found for reason in choice.refused]
@@ -280,7 +316,7 @@ def new_job_form() -> None:
     columns = st.columns(3)
     st.session_state.setdefault("model_name", f"liver-{datetime.now():%Y%m%d-%H%M}")
     name = columns[0].text_input("Model name", key="model_name",
-                                 help="Letters, digits, '.', '_' or '-'. A number is appended if the name is taken.")
+                                 help="Letters, digits, '.', '_' or '-'; not the name of a model or of a job already there.")
     start = columns[1].radio("Start from", ["scratch", "fine-tune"], horizontal=True, disabled=not cards,
                              format_func={"scratch": "Scratch (new model)", "fine-tune": "Fine-tune a model"}.get,
                              help="Fine-tuning starts from an existing model's weights and keeps its spacing, window and size.")
@@ -303,7 +339,8 @@ def new_job_form() -> None:
         groups.setdefault(option.group, []).append(option)
     for group, options in groups.items():
         from_card = init is not None and group.startswith("model")
-        with st.expander(group[:1].upper() + group[1:], expanded=group == "schedule"):
+        with st.expander(MODEL_GROUP if group.startswith("model") else GROUPS.get(group, group.capitalize()),
+                         expanded=group == "schedule"):
             if from_card:
                 st.caption(f"Taken from {init}'s card when fine-tuning.")
             cells = st.columns(3)
@@ -312,12 +349,17 @@ def new_job_form() -> None:
                     values.append((option, option_widget(option, disabled=from_card)))
 
     problem = None
+    taken = {card.name for card in cards} | {job.name for job in runner.jobs() if job.state in (QUEUED, RUNNING, SUCCEEDED)}
     if not cases:
         problem = "Choose at least one folder with labelled cases."
     elif device == "cuda" and not gpus:
         problem = "There is no GPU on this server: choose auto or cpu."
+    elif name.strip() in taken:
+        problem = f"The name {name.strip()} is already used by a model or a training job: choose another."
     if problem:
         st.warning(problem)
+    chosen_values = {option.name: value for option, value in values}
+    st.caption(estimate(chosen_values.get("epochs"), chosen_values.get("patches_per_epoch")))
     if st.button("Start training", type="primary", icon=":material/play_arrow:", disabled=problem is not None):
         options = {option.name: value for option, value in values
                    if changed(option, value) and not (init and option.group.startswith("model"))}

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,10 +21,10 @@ from core.evaluation.lesions import LesionReport
 from core.imageio.ground_truth import GroundTruth
 from core.scan import Scan
 from core.segmentation import Segmentation
+from core.viewing import viewer_volume
 from core.viewing.slices import DisplayVolume
 
 MAX_RESULTS = 3  # each holds a label map and a display copy of its scan
-MAX_STACKS = 3  # slice stacks kept per result (a plane and its settings each; up to about 10 MB each)
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,7 +45,8 @@ class Shown:
     volume: DisplayVolume
     metrics: dict[str, dict] = field(default_factory=dict)  # reference key -> pipeline.Result.score()
     surface: go.Figure | None = None
-    stacks: dict[tuple, tuple] = field(default_factory=dict)  # (plane, View, reference key) -> (payload, shown mm, native mm)
+    ct_pack: bytes | None = None  # the CT for the browser's viewer (core.viewing.viewer_volume), up to about 35 MB
+    label_packs: dict[str | None, bytes] = field(default_factory=dict)  # reference key (None: none) -> label pack
 
     @property
     def segmentation(self) -> Segmentation:
@@ -56,13 +56,17 @@ class Shown:
     def lesions(self) -> LesionReport:
         return self.result.lesions
 
-    def stack(self, key: tuple, build: Callable[[], tuple]) -> tuple:
-        """The slice stack for ``key``, built by ``build()`` the first time; the oldest go beyond ``MAX_STACKS``."""
-        if key not in self.stacks:
-            self.stacks[key] = build()
-            while len(self.stacks) > MAX_STACKS:
-                del self.stacks[next(iter(self.stacks))]
-        return self.stacks[key]
+    def has_packs(self, reference_key: str | None) -> bool:
+        return self.ct_pack is not None and reference_key in self.label_packs
+
+    def packs(self, volume: DisplayVolume, reference_key: str | None) -> tuple[bytes, bytes]:
+        """The viewer's CT and label packs for ``volume`` (with the reference ``reference_key``), each made once."""
+        if self.ct_pack is None:
+            self.ct_pack = viewer_volume.ct_pack(volume)
+        if reference_key not in self.label_packs:
+            self.label_packs = {None: self.label_packs.get(None) or viewer_volume.label_pack(self.volume)}
+            self.label_packs[reference_key] = viewer_volume.label_pack(volume)  # only the latest reference's is kept
+        return self.ct_pack, self.label_packs[reference_key]
 
 
 @dataclass(eq=False)
@@ -74,6 +78,12 @@ class Reference:
     name: str
     truth: GroundTruth
     canonical: np.ndarray | None = None
+
+
+def prepare_display(scan: Scan) -> tuple[DisplayVolume, bytes]:
+    """The scan's display copy (no labels yet) and the viewer's CT pack: what showing a result needs of the scan alone."""
+    volume = DisplayVolume.from_scan(scan, np.zeros(scan.shape, np.uint8))
+    return volume, viewer_volume.ct_pack(volume)
 
 
 def set_scan(loaded: Loaded) -> None:
@@ -91,6 +101,11 @@ def set_reference(reference: Reference) -> None:
 def shown_result(scan_key: str, model: str) -> Shown | None:
     """The result already made for this scan and model in this session, if it is still kept."""
     return st.session_state.get("results", {}).get((scan_key, model))
+
+
+def has_result(scan_key: str) -> bool:
+    """Whether this session has a result for this scan (with any model)."""
+    return any(key == scan_key for key, _ in st.session_state.get("results", {}))
 
 
 def keep_result(scan_key: str, model: str, shown: Shown) -> None:

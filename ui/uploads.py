@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -21,11 +22,14 @@ def fingerprint(data: bytes) -> str:
 
 
 def name_stem(name: str) -> str:
-    """A file name without ``.nii.gz``, ``.nii`` or ``.zip``, for naming downloads after the scan."""
+    """A file name without ``.nii.gz``, ``.nii`` or ``.zip``, for naming downloads after the scan: lower case,
+    letters, digits, ``.``, ``-`` and ``_`` only (spaces and brackets trip up shells and some browsers)."""
+    stem = Path(name).stem
     for suffix in (".nii.gz", ".nii", ".zip"):
         if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem or "scan"
+            stem = name[: -len(suffix)]
+            break
+    return re.sub(r"[^a-z0-9._-]+", "_", stem.lower()).strip("._-") or "scan"
 
 
 def read_upload(uploaded, reader: Callable[[Path], T]) -> tuple[T, str]:

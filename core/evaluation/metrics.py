@@ -70,7 +70,8 @@ STRUCTURE_KEYS = (
     "volume_diff_pct",
 )
 #: Keys of ``evaluate``'s lesion-wise detection entry.
-DETECTION_KEYS = ("reference_lesions", "predicted_lesions", "true_positives", "false_positives", "missed", "recall", "precision", "f1")
+DETECTION_KEYS = ("reference_lesions", "predicted_lesions", "true_positives", "confirmed", "false_positives", "missed", "recall",
+                  "precision", "f1")
 #: Face (6-) connectivity, which defines the surface.
 _FACE = ndimage.generate_binary_structure(3, 1)
 
@@ -227,14 +228,16 @@ def lesion_detection(prediction: np.ndarray, reference: np.ndarray,
                      prediction_components: tuple[np.ndarray, int] | None = None) -> dict[str, float | int | None]:
     """Lesion-wise detection: lesions are 26-connected components of each mask.
 
-    Rule: a reference lesion is *detected* (a true positive) when at least one
-    predicted lesion voxel overlaps it, and *missed* otherwise; a predicted lesion
-    that overlaps no reference lesion voxel is a *false positive*. So a lesion
-    found in two pieces counts once, and one predicted blob that covers two
-    reference lesions detects both. Recall = TP / (TP + missed), precision =
-    TP / (TP + FP), F1 = 2 TP / (2 TP + FP + missed). Recall is ``None`` without
-    reference lesions, precision ``None`` without predicted lesions, and F1
-    (the Dice of detection) 1.0 when neither mask has a lesion.
+    Rule: a reference lesion is *detected* (a true positive, counted on the reference)
+    when at least one predicted lesion voxel overlaps it, and *missed* otherwise; a
+    predicted lesion is *confirmed* (counted on the model) when it overlaps a reference
+    lesion voxel, and a *false positive* otherwise. So a lesion found in two pieces
+    counts once on the reference and twice on the model, and one predicted blob that
+    covers two reference lesions detects both. Each rate keeps to one side: recall =
+    TP / reference lesions, precision = confirmed / predicted lesions (so it matches
+    "the model's lesions that are real"), F1 = their harmonic mean. Recall is ``None``
+    without reference lesions, precision ``None`` without predicted lesions, and F1
+    1.0 when neither mask has a lesion, 0.0 when only one has.
 
     ``prediction_components``: ``prediction``'s components as ``ndimage.label`` gives them, when
     they are labelled already (``core.evaluation.lesions.LesionReport.components``).
@@ -249,16 +252,23 @@ def lesion_detection(prediction: np.ndarray, reference: np.ndarray,
     true_positives = len(np.unique(reference_components[both]))
     false_positives = prediction_count - len(np.unique(components[both]))
     missed = reference_count - true_positives
-    errors = 2 * true_positives + false_positives + missed
+    recall, precision = _ratio(true_positives, reference_count), _ratio(prediction_count - false_positives, prediction_count)
+    if recall is None and precision is None:
+        f1 = 1.0
+    elif not recall or not precision:
+        f1 = 0.0
+    else:
+        f1 = 2 * recall * precision / (recall + precision)
     return {
         "reference_lesions": reference_count,
         "predicted_lesions": prediction_count,
         "true_positives": true_positives,
+        "confirmed": prediction_count - false_positives,
         "false_positives": false_positives,
         "missed": missed,
-        "recall": _ratio(true_positives, true_positives + missed),
-        "precision": _ratio(true_positives, true_positives + false_positives),
-        "f1": 2 * true_positives / errors if errors else 1.0,
+        "recall": recall,
+        "precision": precision,
+        "f1": f1,
     }
 
 

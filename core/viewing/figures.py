@@ -1,6 +1,6 @@
 """The 3D view of a segmentation: liver and lesion surfaces as a Plotly figure.
 
-(Slices are drawn by ``core.viewing.slices`` and sent to the browser's viewer by ``core.viewing.slice_stack``.)
+(Slices are drawn by ``core.viewing.slices`` for the report; the browser's viewer draws its own from ``core.viewing.viewer_volume``.)
 """
 
 from __future__ import annotations

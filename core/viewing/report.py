@@ -10,13 +10,20 @@ from __future__ import annotations
 import base64
 import datetime
 import html
+import math
+
+import numpy as np
 
 from core.evaluation.lesions import LesionReport
 from core.evaluation.metrics import DETECTION_KEYS, STRUCTURE_KEYS
 from core.segmentation import Segmentation
 from core.viewing.numbers import MISSING, cell
-from core.viewing.slices import PLANES, DisplayVolume, View, legend, render
+from core.viewing.slices import PLANES, DisplayVolume, SliceImage, View, legend, render
 
+#: The longer side of the report's slice pictures (pixels): shown 320 px high, so that a lesion of a few mm is still seen.
+REPORT_PIXELS = 512
+#: ... and at least this many, however small the scan.
+MIN_REPORT_PIXELS = 256
 #: The report lists the largest lesions only, so that it stays one page.
 MAX_REPORT_LESIONS = 15
 NOT_FOR_CLINICAL_USE = "Research tool, not for clinical use: these results have not been checked by a clinician."
@@ -36,13 +43,14 @@ METRIC_WORDS = {
 }
 DETECTION_WORDS = {
     "reference_lesions": ("Lesions in the reference", "Separate lesions drawn in the reference."),
-    "predicted_lesions": ("Lesions found by the model", "Separate lesions the model marked."),
-    "true_positives": ("Found", "Reference lesions the model touched at least in part."),
-    "false_positives": ("False alarms", "Model lesions that touch no reference lesion."),
-    "missed": ("Missed", "Reference lesions the model did not touch at all."),
-    "recall": ("Detection rate", "Found divided by the lesions in the reference."),
-    "precision": ("Detection precision", "Model lesions that are real, as a share of all it marked."),
-    "f1": ("Detection F1", "One score balancing detection rate and precision, from 0 to 1."),
+    "predicted_lesions": ("Lesions found by the model", "Separate lesions the model marked: the page's and the table's count."),
+    "true_positives": ("Reference lesions found", "Counted on the reference: its lesions that a model lesion touches at least in part."),
+    "confirmed": ("Model lesions confirmed", "Counted on the model: its lesions that touch a reference lesion."),
+    "false_positives": ("False alarms", "Counted on the model: its lesions that touch no reference lesion."),
+    "missed": ("Missed", "Counted on the reference: its lesions that no model lesion touches."),
+    "recall": ("Detection rate", "Reference lesions found divided by the lesions in the reference (both counted on the reference)."),
+    "precision": ("Detection precision", "Model lesions confirmed divided by the lesions the model found (both counted on the model)."),
+    "f1": ("Detection F1", "The harmonic mean of detection rate and precision, from 0 (none right) to 1 (all right)."),
 }
 #: ``LesionReport.rows()`` key -> heading shown to people.
 LESION_HEADINGS = {
@@ -91,6 +99,15 @@ def detection_table(metrics: dict) -> list[dict]:
     ]
 
 
+def _picture(image: SliceImage) -> bytes:
+    """PNG bytes at least ``MIN_REPORT_PIXELS`` on the longer side: a small scan's slices are enlarged (voxels kept sharp)."""
+    height, width = image.rgb.shape[:2]
+    factor = math.ceil(MIN_REPORT_PIXELS / max(height, width))
+    if factor > 1:
+        image = SliceImage(np.repeat(np.repeat(image.rgb, factor, axis=0), factor, axis=1), image.pixel_mm / factor)
+    return image.png()
+
+
 def _table(rows: list[dict], cell=cell) -> str:
     if not rows:
         return "<p>None.</p>"
@@ -120,7 +137,7 @@ def html_report(
     focus = volume.focus()
     images = "".join(
         f'<figure><img alt="{plane} slice" src="data:image/png;base64,'
-        f'{base64.b64encode(render(volume, plane, volume.slice_through(plane, focus), view, max_pixels=360).png()).decode()}">'
+        f'{base64.b64encode(_picture(render(volume, plane, volume.slice_through(plane, focus), view, max_pixels=REPORT_PIXELS))).decode()}">'
         f"<figcaption>{plane.capitalize()}, slice {volume.slice_through(plane, focus) + 1} of {volume.slice_count(plane)}</figcaption></figure>"
         for plane in PLANES
     )
@@ -143,7 +160,7 @@ def html_report(
         f"<h1>Liver segmentation report</h1><p class=warning>{html.escape(NOT_FOR_CLINICAL_USE)}</p>",
         "".join(f"<p class=warning>{html.escape(warning)}</p>" for warning in segmentation.warnings),
         "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>",
-        f'<div class="numbers"><div><b>{lesions.liver_ml:.0f} mL</b>liver volume</div>'
+        f'<div class="numbers"><div><b>{lesions.liver_ml:,.0f} mL</b>liver volume</div>'
         f"<div><b>{len(lesions.lesions)}</b>lesions</div><div><b>{lesions.lesion_ml:.1f} mL</b>lesion volume</div>"
         f"<div><b>{burden}</b>tumour burden (lesion share of the liver)</div></div>",
         "".join(f"<p class=note>{html.escape(note)}</p>" for note in (notes or []) + list(segmentation.notes)),
@@ -167,7 +184,7 @@ h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 16px; margin: 14px 0
 dl {{ display: grid; grid-template-columns: max-content auto; gap: 2px 12px; margin: 8px 0; }} dt {{ color: #566573; }} dd {{ margin: 0; }}
 .numbers {{ display: flex; gap: 24px; margin: 8px 0; }} .numbers b {{ display: block; font-size: 20px; }}
 .note {{ color: #566573; font-style: italic; margin: 2px 0; }}
-.slices {{ display: flex; gap: 8px; align-items: flex-end; }} figure {{ margin: 0; }} img {{ max-width: 100%; height: 240px; object-fit: contain; background: #000; }}
+.slices {{ display: flex; gap: 8px; align-items: flex-end; }} figure {{ margin: 0; }} img {{ max-width: 100%; height: 320px; object-fit: contain; background: #000; }}
 figcaption {{ text-align: center; color: #566573; }}
 .swatch {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; box-sizing: border-box; }}
 table {{ border-collapse: collapse; margin: 4px 0; }} th, td {{ border: 1px solid #d5dbdb; padding: 2px 8px; text-align: left; }} th {{ background: #f2f5f7; }}

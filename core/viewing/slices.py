@@ -132,6 +132,12 @@ class DisplayVolume:
             file_shape=scan.shape,
         )
 
+    def with_labels(self, labels: np.ndarray) -> DisplayVolume:
+        """The same scan with another label map (on the scan's grid, in file order), sharing the HU: a display copy
+        can then be made before the labels exist (while the model runs)."""
+        return DisplayVolume(self.hu, self.canonical(labels).astype(np.uint8), self.reference, self.affine, self.file_to_canonical,
+                             self.file_shape)
+
     def with_reference(self, reference_canonical: np.ndarray | None) -> DisplayVolume:
         """The same volume with another (already canonical) reference, sharing the arrays."""
         return DisplayVolume(self.hu, self.labels, reference_canonical, self.affine, self.file_to_canonical, self.file_shape)

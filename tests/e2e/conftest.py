@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.app_server import CHROMIUM, CHROMIUM_FLAGS, App
+from tests.e2e.segment_page import APP_ENV
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +51,11 @@ def page(browser, app):
     page.goto(app.url)
     yield page
     context.close()
+
+
+@pytest.fixture(scope="module")
+def shipped_app() -> Iterator[App]:
+    """The app as shipped (the model in trained/, the sample in the cache), without a file watcher, for one test module."""
+    server = App(env=APP_ENV)
+    yield server
+    server.stop()

@@ -97,6 +97,16 @@ def test_wrong_password_is_refused_and_the_right_one_lets_in(context, private_ap
     assert_login_only(page)
 
 
+def test_a_bookmarked_page_opens_after_signing_in(context, private_app):
+    page = context.new_page()
+    page.goto(private_app.url + "/train")
+    assert_login_only(page)
+    assert "Page not found" not in page.inner_text("body")
+    log_in(page, PASSWORD)
+    page.get_by_role("heading", name="Train", exact=True).wait_for()
+    assert page.url.endswith("/train")
+
+
 def test_a_new_tab_must_log_in_again(context, private_app):
     page = context.new_page()
     page.goto(private_app.url)

@@ -22,17 +22,14 @@ from playwright.sync_api import expect
 from core import config
 from core.evaluation.lesions import COLUMNS
 from tests.e2e import segment_page as viewer
-from tests.e2e.app_server import App, screenshot
+from tests.e2e.app_server import screenshot
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def app():
-    """The app as shipped (the model in trained/, the sample in the cache), without a file watcher."""
-    server = App(env=viewer.APP_ENV)
-    yield server
-    server.stop()
+def app(shipped_app):
+    return shipped_app
 
 
 @pytest.fixture
@@ -86,6 +83,7 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     viewer.segment(page)
     for headline in ("Liver volume", "Tumour burden", "Lesions found"):
         page.get_by_test_id("stMetric").filter(has_text=headline).wait_for()
+    page.get_by_text("Details").click()
     expect(page.get_by_text(re.compile(r"Done in [\d.]+ s on the (CPU|GPU) with model"))).to_be_visible()
     viewer.full_screenshot(page, "segment-02-result")
 
@@ -101,7 +99,7 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     viewer.choose_plane(page, "coronal")
     assert viewer.slice_number(page) == coronal
 
-    # The lesion table: a lesion away from the slice shown, picked, brings the axial view to its slices.
+    # The lesion table: a lesion away from the slice shown, picked by a click on its row, brings every plane to it.
     open_tab(page, "Downloads")
     with open(download(page, "Lesion table (CSV)", tmp_path), newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
@@ -111,8 +109,13 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     shown = viewer.slice_number(page)
     ranges = [(int(row["first_slice"]) + 1, int(row["last_slice"]) + 1) for row in rows[:8]]  # the rows on screen
     row = next((n for n, (first, last) in enumerate(ranges) if not first <= shown <= last), 0)
-    viewer.choose_lesion(page, row)
+    others = {plane: page.locator(viewer.pane_canvas(plane)).get_attribute("data-slice") for plane in ("coronal", "sagittal")}
+    viewer.choose_lesion(page, row, across=0.6)
     viewer.wait_for_slice(page, *ranges[row])
+    page.locator(".lsv-three input").check()  # and the other planes went through it too
+    moved = {plane: page.locator(viewer.pane_canvas(plane)).get_attribute("data-slice") for plane in ("coronal", "sagittal")}
+    assert moved != others
+    page.locator(".lsv-three input").uncheck()
     viewer.full_screenshot(page, "segment-04-lesion-chosen")
 
     # The expert labels as reference: metrics in plain words, detection counts, the agreement colours.
@@ -123,8 +126,8 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     page.get_by_role("cell", name="Overlap of the model's and the reference's region", exact=False).wait_for()
     viewer.full_screenshot(page, "segment-05-metrics")
     open_tab(page, "Slices")
-    page.get_by_text("Agreement: lesions", exact=True).click()
-    page.get_by_text("In the reference only (missed by the model)").wait_for()
+    viewer.display_change(page, lambda: page.locator(".lsv-compare select").select_option("lesion"))
+    page.locator(".lsv-legend").get_by_text("In the reference only (missed by the model)").wait_for()
     viewer.full_screenshot(page, "segment-06-agreement")
 
     open_tab(page, "3D view")
@@ -136,7 +139,9 @@ def test_sample_from_first_click_to_downloads(page, tmp_path):
     # Every download, opened.
     open_tab(page, "Downloads")
     scan = nib.load(config.SAMPLE_SCAN)
-    labels = nib.load(download(page, "Label map (NIfTI)", tmp_path))
+    labels_path = download(page, "Label map (NIfTI)", tmp_path)
+    assert labels_path.name == "lits117_labels.nii.gz"  # a safe name, as the dataset names it
+    labels = nib.load(labels_path)
     assert labels.shape == scan.shape and np.allclose(labels.affine, scan.affine)
     assert set(np.unique(np.asarray(labels.dataobj))) <= {0, 1, 2}
     with open(download(page, "Metrics (CSV)", tmp_path), newline="", encoding="utf-8") as stream:
@@ -156,6 +161,9 @@ def test_real_dicom_zip_is_uploaded_segmented_and_scrolled(page, shared_data, tm
     viewer.upload_scan(page, shared_data / "ircad-1.1" / "ct_dicom.zip")
     expect(page.get_by_text("512 × 512 × 129 voxels")).to_be_visible()
     viewer.segment(page)
+    for plane in ("coronal", "sagittal", "axial"):  # a plane switch draws in the browser: no new segmentation, no rerun
+        took = viewer.display_change(page, lambda plane=plane: viewer.choose_plane(page, plane), viewer.pane_canvas(plane))
+        assert took < 1000, f"{plane} took {took:.0f} ms"
     scroll_all_planes(page, "segment-09-dicom")
 
     # Its DICOM SEG: read back by highdicom, on the uploaded series.

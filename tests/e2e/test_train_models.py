@@ -28,8 +28,8 @@ from tests.helpers import fake_training
 pytestmark = pytest.mark.e2e
 
 #: Tiny patches and network; the run lasts its time limit (1.5 min) on any machine, long enough to restart the app mid-run.
-OPTIONS = {"Epochs": "500", "Max minutes": "1.5", "Patches per epoch": "4", "Validation cases": "1", "Patch size": "16 16 16", "Channels": "4 8",
-           "Spacing": "4"}
+OPTIONS = {"Epochs": "500", "Time limit (minutes)": "1.5", "Patches per epoch": "4", "Validation cases": "1", "Patch size": "16 16 16",
+           "Channels": "4 8", "Voxel size (mm)": "4"}
 CURVE_POINTS = "() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(p => (p.data || []).reduce((n, t) => n + t.x.length, 0))"
 
 
@@ -86,7 +86,7 @@ def expand(page, title: str) -> None:
 
 
 def start_job(page, name: str) -> None:
-    for title in ("Start a new training job", "Data", "Patches and augmentation", "Model (new models"):
+    for title in ("Start a new training job", "Data", "Patches and augmentation", "Model (for a new model"):
         expand(page, title)
     fill(page, "Model name", name)
     for label, value in OPTIONS.items():
@@ -165,9 +165,11 @@ def test_train_follow_through_restart_cancel_and_use_the_model(context, server, 
     page.get_by_role("link", name="Models").click()
     page.get_by_role("heading", name="e2e-model").wait_for()
     page.get_by_text("The Segment page uses shipped-standin.").wait_for()
+    page.get_by_role("button", name="Make default").first.click()  # e2e-model's card: the default's says "Default"
+    page.get_by_text("for every user of this server?").wait_for()  # asked first
     page.locator(".st-key-default-e2e-model button").click()
     page.get_by_text("The Segment page uses e2e-model.").wait_for()
-    expect(page.locator(".st-key-default-shipped-standin button")).to_be_enabled()  # the page has redrawn both cards
+    expect(page.get_by_role("button", name="Make default")).to_have_count(1)  # the page has redrawn both cards
     screenshot(page, "models-01-default")
     page.get_by_text("Model card").first.click()
     page.get_by_text("Command to reproduce").wait_for()
@@ -176,5 +178,7 @@ def test_train_follow_through_restart_cancel_and_use_the_model(context, server, 
     page.get_by_role("link", name="Segment").click()
     page.get_by_role("button", name="Try the sample scan").click()
     page.get_by_role("button", name="Find the liver and lesions").click()
-    page.get_by_text("with model e2e-model").wait_for(timeout=180_000)
+    page.get_by_text("Details").wait_for(timeout=180_000)
+    page.get_by_text("Details").click()  # the run's facts are folded there
+    page.get_by_text("with model e2e-model").wait_for()
     screenshot(page, "models-03-segment-uses-it")

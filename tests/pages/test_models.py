@@ -73,6 +73,7 @@ def test_every_model_is_shown_with_its_card(trained, run_page):
     assert mine.code[0].value == card.training["command"] and mine.code[0].value.startswith("python -m core train --data ")
     per_case = [frame.value for frame in mine.dataframe if "liver_hd95_mm" in frame.value.columns]
     assert per_case and list(per_case[0].index) == ["case0"]  # the held-out case's scores, one row
+    assert any("not comparable" in caption.value for caption in mine.caption)  # not on the same footing as a cross-validation
     shipped = panel(page, SHIPPED)
     assert [metric.label for metric in shipped.metric][:2] == ["Liver Dice", "Lesion Dice"]
     assert shipped.code[0].value == ModelCard.load(trained / SHIPPED).training["command"]
@@ -80,11 +81,13 @@ def test_every_model_is_shown_with_its_card(trained, run_page):
 
 def test_making_a_model_the_default(trained, run_page):
     page = run_page("models")
-    assert page.button(key=f"default-{SHIPPED}").disabled
+    assert page.button(key=f"is-default-{SHIPPED}").disabled
+    # Inside a "Make default" popover that asks first: the default is every user's model.
+    assert any("for every user of this server?" in m.value for m in page.markdown)
     page.button(key="default-mine").click().run()
     assert registry.default_model() == "mine"
     assert "The Segment page uses **mine**." in [m.value for m in page.markdown]
-    assert page.button(key="default-mine").disabled
+    assert page.button(key="is-default-mine").disabled
 
 
 def test_a_model_trained_here_can_be_removed_but_a_shipped_one_cannot(trained, run_page):
@@ -143,3 +146,4 @@ def test_a_cascade_shows_both_stages_and_the_comparisons_mean(trained, run_page)
     assert any(text.startswith(f"First stage, on the whole scan: UNet, channels {card.first_stage.channels}, voxels of "
                                f"{coarse_spacing} mm") and f"{card.cascade['roi_margin_mm']:g} mm" in text
                for text in architecture)
+

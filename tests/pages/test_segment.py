@@ -15,6 +15,7 @@ from core.model.card import ModelCard
 from core.model.unet import UNet
 from core.segmentation import Segmentation
 from core.server.uploads import UploadStore
+from core.viewing.viewer_volume import unpack
 from tests.helpers.dicom_factory import write_dicom_series
 from tests.helpers.phantom import make_phantom
 
@@ -86,14 +87,12 @@ def test_sample_is_segmented_once_and_views_change_without_rerunning(page, monke
     assert any("on the CPU with model *tiny*" in c.value for c in page.caption)
     assert any("assumed" in c.value for c in page.caption)  # the sample's spacing assumption is stated
     (result,) = page.session_state["results"].values()
-    (axial,) = result.stacks.values()  # the viewer's slices, built once for the plane shown
-    assert len(axial[0]["images"]) == SHAPE[2] and 1 <= page.session_state["slice_axial"] <= SHAPE[2]
-    page.radio(key="plane").set_value("coronal").run()
-    assert [len(payload["images"]) for payload, *_ in result.stacks.values()] == [SHAPE[2], SHAPE[1]]
-    page.toggle(key="show_liver").set_value(False).run()
-    page.selectbox(key="window").set_value("Custom").run()
-    page.number_input(key="window_width").set_value(200.0).run()
+    packed = result.ct_pack  # the scan for the browser's viewer, packed once: planes, windows and layers are the browser's
+    header, hu = unpack(packed)
+    assert hu.shape == SHAPE and list(result.label_packs) == [None]
+    assert all(0 <= n < size for n, size in zip(page.session_state["viewer_focus"], SHAPE))
     page.toggle(key="show_3d").set_value(True).run()
+    assert result.ct_pack is packed
     assert not page.exception
     assert calls == [1]
 
@@ -118,8 +117,8 @@ def test_lesions_reference_and_metrics(page, exact_model, phantom_sample):
     measures, detection = page.table
     assert measures.value.loc["Dice", "Liver"] == "1.000" and measures.value.loc["Dice", "What it means"]
     assert detection.value.loc["False alarms", "Value"] == "0"
-    page.radio(key="compare").set_value("lesion").run()
-    assert not page.exception
+    confirmed = next(m for m in page.metric if m.label == "Model lesions confirmed")
+    assert confirmed.value == f"{count} of {count}"  # counted on the model: the headline's lesions
 
 
 def test_a_reference_that_does_not_fit_is_refused(page, tmp_path, exact_model):

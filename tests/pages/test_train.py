@@ -75,6 +75,8 @@ def test_the_page_lists_the_cases_found_and_the_files_it_will_not_use(places, st
     labels = {widget.label for widget in page.number_input}
     assert {"Epochs", "Batch size", "Learning rate"} <= labels  # from the CLI's own option definitions
     assert page.button[-1].label == "Start training"
+    assert "no estimate of the time yet" in " ".join(c.value for c in page.caption)  # nothing has trained here yet
+    assert not any("/" in str(image) for image in cases["Image"])  # file names, not server paths
 
 
 def test_several_values_are_sent_as_numbers_and_a_bad_one_is_named(places, stand_in, run_page):
@@ -86,7 +88,7 @@ def test_several_values_are_sent_as_numbers_and_a_bad_one_is_named(places, stand
     assert not page.exception, page.exception
     request = json.loads((only_job().folder / "config.json").read_text(encoding="utf-8"))["request"]
     assert request["options"] == {"patch_size": [32, 48, 64], "spacing": [1.5]}
-    page.text_input(key="model_name").set_value("bad-shape")
+    page.text_input(key="model_name").set_value("bad-shape").run()  # the page reruns as the name is typed
     page.text_input(key="option-patch_size").set_value("32 48 x")
     page.button[-1].click().run()
     assert "training option 'patch_size' takes int values, not 'x'" in page.error[0].value
@@ -120,7 +122,8 @@ def test_a_second_job_is_followed_while_it_waits_in_the_queue(places, stand_in, 
     page.text_input(key="model_name").set_value("wait-first")
     page.button[-1].click().run()
     page = wait_for(page, lambda: only_job().state == records.RUNNING)
-    page.text_input(key="model_name").set_value("second")
+    assert page.button[-1].disabled and "already used" in page.warning[-1].value  # a running job's name is refused
+    page.text_input(key="model_name").set_value("second").run()
     page.button[-1].click().run()
     assert not page.exception, page.exception
     assert page.selectbox(key="followed").value == runner.JobRunner().jobs()[0].id  # the new job, not the running one
@@ -138,6 +141,10 @@ def test_a_finished_job_shows_its_model_and_best_dice(places, stand_in, run_page
     assert "registered as **quick**" in page.success[0].value
     row = page.dataframe[0].value.iloc[0]
     assert (row["Status"], row["Registered as"], row["Best liver Dice"]) == ("succeeded", "quick", 0.5)
+    page.run()
+    # The next job's length, before it starts, from this one's measured speed; its name is taken now.
+    assert any("at most on this server" in caption.value for caption in page.caption)
+    assert page.button[-1].disabled and "already used" in page.warning[-1].value
 
 
 def test_fine_tuning_starts_from_a_model_and_takes_its_model_settings(places, stand_in, run_page):

@@ -9,6 +9,7 @@ from PIL import Image
 from core.evaluation.lesions import analyse_lesions
 from core.evaluation.metrics import DETECTION_KEYS, STRUCTURE_KEYS, evaluate
 from core.segmentation import Segmentation
+from core.viewing.numbers import cell
 from core.viewing.report import NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
 from core.viewing.slices import DisplayVolume
 from tests.helpers.phantom import make_phantom
@@ -69,3 +70,12 @@ def test_report_without_reference_or_lesions():
     segmentation = Segmentation(labels, scan, model="tiny", device="cpu")
     page = html_report(segmentation, analyse_lesions(labels, scan), DisplayVolume.from_scan(scan, labels))
     assert "Agreement with the reference" not in page and "<p>None.</p>" in page
+
+
+def test_report_pictures_are_at_least_256_pixels_and_numbers_are_rounded(case):
+    segmentation, lesions, volume, metrics = case
+    page = html_report(segmentation, lesions, volume, metrics)
+    for data in re.findall(r"data:image/png;base64,([^\"]+)", page):
+        assert max(Image.open(io.BytesIO(base64.b64decode(data))).size) >= 256
+    assert "height: 320px" in page
+    assert cell(37.769) == "37.8" and cell(0.9573) == "0.957" and cell(3) == "3"

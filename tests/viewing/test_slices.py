@@ -128,3 +128,10 @@ def test_images_encode():
     _, _, shown = volume()
     image = render(shown, "sagittal", 5, View())
     assert image.png().startswith(b"\x89PNG") and image.jpeg().startswith(b"\xff\xd8")
+
+
+def test_labels_can_join_a_display_copy_made_before_them():
+    scan, labels = make_phantom(shape=(20, 16, 12), spacing=(6.0, 6.0, 8.0), axcodes="LPS")
+    early = DisplayVolume.from_scan(scan, np.zeros(scan.shape, np.uint8)).with_labels(labels)
+    direct = DisplayVolume.from_scan(scan, labels)
+    assert np.array_equal(early.labels, direct.labels) and np.array_equal(early.hu, direct.hu) and early.labels.dtype == np.uint8
