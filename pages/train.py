@@ -211,7 +211,7 @@ LABELS = {"lr": "Learning rate", "val": "Validation cases", "hu_window": "HU win
           "roi_margin": "Margin around the first stage's liver (mm)", "spacing": "Voxel size (mm)"}
 #: The option groups in plain words (``core.training.options`` names them for the command line's help).
 GROUPS = {"data": "Data", "schedule": "Schedule", "patches and augmentation": "Patches and augmentation",
-          "hardware (PyTorch Lightning)": "Hardware"}
+          "hardware (PyTorch Lightning)": "Hardware", "fine-tuning the pretrained pair": "Fine-tuning the pretrained pair"}
 MODEL_GROUP = "Model (for a new model; fine-tuning keeps the model's own)"
 
 

@@ -29,6 +29,7 @@ SCHEDULE = "schedule"
 SAMPLING = "patches and augmentation"
 MODEL = "model (new models; --init takes these from the initial model's card)"
 HARDWARE = "hardware (PyTorch Lightning)"
+PAIR = "fine-tuning the pretrained pair"
 
 
 def _positive_int(text: str) -> int:
@@ -134,9 +135,9 @@ class TrainOptions:
     roi_margin: float = _option(MODEL, "with --first-stage: how far beyond the first stage's liver the second stage may find "
                                        "liver", 20.0, type=_non_negative, metavar="MM")
     denoise: str = _option(MODEL, "noise reduction before the HU window", "none", choices=("none", "gaussian", "median"))
-    network: str = _option(MODEL, "with --init of the pretrained pair: the network to fine-tune (the other is kept)", "lesion",
+    network: str = _option(PAIR, "with --init of the pretrained pair: the network to fine-tune (the other is kept)", "lesion",
                            choices=("lesion", "liver"))
-    train_layers: str = _option(MODEL, "with --init of the pretrained pair: what learns: head (the finest up block and the "
+    train_layers: str = _option(PAIR, "with --init of the pretrained pair: what learns: head (the finest up block and the "
                                        "output), decoder (every up block and the output) or all", "decoder",
                                 choices=("head", "decoder", "all"))
 

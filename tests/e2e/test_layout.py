@@ -10,10 +10,11 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e import segment_page as viewer
+from ui.progress import STAGE_WORDS
 
 pytestmark = pytest.mark.e2e
 
-STAGES = r"(Reading the scan|Finding the liver|Outlining the liver and lesions|Measuring)"
+STAGES = "(" + "|".join(map(re.escape, STAGE_WORDS.values())) + ")"  # whichever model runs, its stages in words
 
 
 @pytest.fixture(scope="module")

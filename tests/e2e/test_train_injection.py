@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 INJECTION = "4 8 --data /tmp/outside_data --out /tmp/pwned_out"
 #: The Train page's several-value fields and the option each one sets.
-FIELDS = {"Channels": "channels", "Patch size": "patch_size", "Spacing": "spacing", "HU window": "hu_window",
+FIELDS = {"Channels": "channels", "Patch size": "patch_size", "Voxel size (mm)": "spacing", "HU window": "hu_window",
           "Label probabilities": "label_probabilities"}
 OUTSIDE = (Path("/tmp/outside_data"), Path("/tmp/pwned_out"))
 
@@ -49,7 +49,7 @@ def test_an_injection_in_each_several_value_field_runs_nothing_outside_the_data_
     page = context.new_page()
     try:
         open_page(page, server, "Train")
-        for title in ("Start a new training job", "Patches and augmentation", "Model (new models"):
+        for title in ("Start a new training job", "Patches and augmentation", "Model (for a new model"):
             expand(page, title)
         fill(page, "Model name", "pwned")
         for label, option in FIELDS.items():
