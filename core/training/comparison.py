@@ -57,26 +57,27 @@ def compare(models: list[str], data_dirs: list[Path], device: str = "auto", log=
     """One row per (case, model; a name in trained/ or a model folder): how it was measured (``ZERO_SHOT``, ``CROSS_VALIDATED``, ``SEEN``),
     ``COLUMNS``, the reference's lesion count and the seconds the segmentation took."""
     cases = discover(data_dirs).require_cases()
-    rows = []
-    for name in models:
-        segmenter = _segmenter(name, device)
-        card = segmenter.card
-        seen = _trained_images(card)
-        for case in cases:
-            row = {"case": case.name, "kind": case.kind, "model": name}
-            if sha256(case.image) in seen:
-                fold = _fold_row(card, case)
+    segmenters = {name: _segmenter(name, device) for name in models}
+    seen = {name: _trained_images(segmenter.card) for name, segmenter in segmenters.items()}
+    rows: dict[tuple[str, str], dict] = {}
+    for case in cases:  # each scan, its label and its checksum read once, whatever the number of models
+        digest, scan, reference = sha256(case.image), None, None
+        for name, segmenter in segmenters.items():
+            row = rows[name, case.name] = {"case": case.name, "kind": case.kind, "model": name}
+            if digest in seen[name]:
+                fold = _fold_row(segmenter.card, case)
                 row.update({"measured": CROSS_VALIDATED, **{key: fold.get(key) for key in COLUMNS},
                             "seconds": fold.get("seconds")} if fold else {"measured": SEEN})
-            else:
-                log(f"{name} on {case.name}...")
-                start = time.perf_counter()
-                result = pipeline.run(read_scan(case.image), segmenter, reference=case.ground_truth())
-                scores = summary(result.metrics)
-                row.update({"measured": ZERO_SHOT, **{key: scores[key] for key in COLUMNS},
-                            "seconds": round(time.perf_counter() - start, 1), "warnings": result.warnings})
-            rows.append(row)
-    return rows
+                continue
+            if scan is None:
+                scan, reference = read_scan(case.image), case.ground_truth()
+            log(f"{name} on {case.name}...")
+            start = time.perf_counter()
+            result = pipeline.run(scan, segmenter, reference=reference)
+            scores = summary(result.metrics)
+            row.update({"measured": ZERO_SHOT, **{key: scores[key] for key in COLUMNS},
+                        "seconds": round(time.perf_counter() - start, 1), "warnings": result.warnings})
+    return [rows[name, case.name] for name in models for case in cases]
 
 
 def markdown(rows: list[dict]) -> str:

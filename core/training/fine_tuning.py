@@ -31,7 +31,7 @@ from core.inference.sliding_window import cpu_has_native_bfloat16
 from core.model.card import ModelCard
 from core.model.multipathway_unet import MultiPathwayUNet, NetworkPair
 from core.segmentation import BACKGROUND, LESION
-from core.training.discovery import Case, discover, licence, sha256
+from core.training.discovery import Case, discover
 from core.training.options import TrainOptions
 from core.training.progress import END, START, STEP, ProgressLog
 
@@ -132,7 +132,7 @@ def fine_tune(network: MultiPathwayUNet, which: str, layers: str, cases: list[Ca
 def fine_tune_pair(options: TrainOptions, command: str, out: Path) -> Path:
     """``python -m core train --init PAIR``: fine-tune ``options.network`` and write the new pair to ``out``."""
     from core.model.registry import load_network, save_model
-    from core.training.run import evaluate_held_out, exclude_cases, split_cases
+    from core.training.run import data_and_split, exclude_cases, split_cases
 
     if options.resume:
         raise LiverSegError("--resume is not offered for fine-tuning the pretrained pair; start again (its runs are short)")
@@ -189,18 +189,14 @@ def fine_tune_pair(options: TrainOptions, command: str, out: Path) -> Path:
                                      "steps": steps, "lr": options.lr, "loss": "soft Dice", "status": status}
     card.training = {
         "command": command,
-        "data": [{"case": c.name, "role": "validation" if c in val_cases else "training", "kind": c.kind, "layout": c.layout,
-                  **c.record(), "image_sha256": sha256(c.image), "label_sha256": sha256(c.label), "licence": licence(c.image)}
-                 for c in train_cases + val_cases],
-        "split": {"training": [c.name for c in train_cases], "validation": [c.name for c in val_cases], "seed": options.seed,
-                  "rule": f"--val {options.val}", "excluded": options.excluded},
+        **data_and_split(train_cases, val_cases, options),
         "init": options.portable().init,
         "status": status,
         "seconds": round(seconds, 1),
         "cpu_seconds": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]), 1),
         "options": options.record(),
     }
-    card.metrics = _held_out_metrics(pair, card, val_cases, evaluate_held_out, log)
+    card.metrics = _held_out_metrics(pair, card, val_cases, log)
     save_model(pair, card, out)
     log.record(END, epoch=options.epochs - 1, step=steps, status=status, model=str(out), elapsed_s=seconds,
                best_score=None, best_epoch=None)
@@ -208,13 +204,15 @@ def fine_tune_pair(options: TrainOptions, command: str, out: Path) -> Path:
     return out
 
 
-def _held_out_metrics(pair: NetworkPair, card: ModelCard, val_cases: list[Case], evaluate_held_out, log: ProgressLog) -> dict:
+def _held_out_metrics(pair: NetworkPair, card: ModelCard, val_cases: list[Case], log: ProgressLog) -> dict:
     if not val_cases:
         return {"measured_on": "none: no case was held out (--val 0), so this card makes no accuracy claim; "
                                "python -m core compare-models scores it on the cases it never saw"}
+    from core.training.module import summarise
+    from core.training.run import evaluate_held_out
+
     log.say("scoring the fine-tuned pair on the held-out cases with the inference pipeline")
     held_out = evaluate_held_out(pair, card, val_cases)
-    from core.training.module import summarise
 
     return {"measured_on": "held-out validation cases, never trained on, through core.pipeline", "cases": held_out,
             "mean": summarise(held_out)}

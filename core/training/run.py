@@ -106,6 +106,17 @@ def _card(options: TrainOptions, name: str) -> tuple[ModelCard, torch.nn.Module 
                      patch_size=list(options.patch_size), denoise=None if options.denoise == "none" else options.denoise), None
 
 
+def data_and_split(train_cases: list[Case], val_cases: list[Case], options: TrainOptions) -> dict:
+    """The card's record of the cases a run used (by data folder, with checksums and licences) and its split."""
+    return {
+        "data": [{"case": c.name, "role": "validation" if c in val_cases else "training", "kind": c.kind, "layout": c.layout,
+                  **c.record(), "image_sha256": sha256(c.image), "label_sha256": sha256(c.label), "licence": licence(c.image)}
+                 for c in train_cases + val_cases],
+        "split": {"training": [c.name for c in train_cases], "validation": [c.name for c in val_cases], "seed": options.seed,
+                  "rule": f"--val {options.val}", "excluded": options.excluded},
+    }
+
+
 def _is_pretrained_pair(name: str) -> bool:
     from core.model.card import PRETRAINED_PAIR
     from core.model.registry import model_dir
@@ -312,13 +323,7 @@ def train(options: TrainOptions) -> Path:
     hardware = _hardware(trainer)
     card.training = {
         "command": command,
-        "data": [
-            {"case": c.name, "role": "validation" if c in val_cases else "training", "kind": c.kind, "layout": c.layout,
-             **c.record(), "image_sha256": sha256(c.image), "label_sha256": sha256(c.label), "licence": licence(c.image)}
-            for c in train_cases + val_cases
-        ],
-        "split": {"training": [c.name for c in train_cases], "validation": [c.name for c in val_cases], "seed": options.seed,
-                  "rule": f"--val {options.val}", "excluded": options.excluded},
+        **data_and_split(train_cases, val_cases, options),
         "augmentation": describe(options.augment, options.synthetic_lesions),
         "init": options.portable().init,
         "epochs": trainer.current_epoch,
