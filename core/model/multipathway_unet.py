@@ -77,15 +77,15 @@ ARCHITECTURES = {"liver": LIVER, "lesion": LESION}
 
 
 def instance_norm_lrelu(x: torch.Tensor) -> torch.Tensor:
-    """The original's normalisation then activation; statistics in float32 whatever the precision,
-    and in place when no gradient is needed (inference), which halves the peak memory."""
-    dims = tuple(range(2, x.ndim))
-    if x.dtype == torch.float32:
-        std, mean = torch.std_mean(x, dim=dims, keepdim=True, correction=0)
-    else:  # one channel at a time in float32: a float32 copy of a whole feature map costs more than the map
-        pairs = [torch.std_mean(x[:, [c]].float(), dim=dims, keepdim=True, correction=0) for c in range(x.shape[1])]
-        std, mean = torch.cat([p[0] for p in pairs], dim=1), torch.cat([p[1] for p in pairs], dim=1)
-    mean, std = mean.to(x.dtype), (std + EPSILON).to(x.dtype)
+    """The original's normalisation then activation, in place when no gradient is needed (inference),
+    which halves the peak memory.
+
+    The statistics are taken on ``x`` as it is: torch's reductions accumulate bfloat16 in float32
+    and round only the result, which the normalisation rounds to ``x``'s precision anyway (a float32
+    copy, whole or per channel, gave bit-identical outputs at 1.6x a lesion tile's time).
+    """
+    std, mean = torch.std_mean(x, dim=tuple(range(2, x.ndim)), keepdim=True, correction=0)
+    std = std + EPSILON
     if torch.is_grad_enabled():
         return F.leaky_relu((x - mean) / std, NEGATIVE_SLOPE)
     return F.leaky_relu_(x.sub_(mean).div_(std), NEGATIVE_SLOPE)
