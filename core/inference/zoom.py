@@ -4,7 +4,7 @@ Along each axis with ``n`` voxels and zoom factor ``f`` the output has ``ceil(n 
 voxels whose grid is centred on the input's. Enlarging interpolates linearly between
 the two nearest input voxels (beyond the edge: 0); shrinking averages each
 output voxel over the input voxels it overlaps, weighted by the overlap, so a thin
-structure keeps its mass. Each axis is one small matrix product.
+structure keeps its mass. Each axis is one matrix product.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def zoom(volume: np.ndarray, factors) -> np.ndarray:
         factor = float(factor)
         if factor == 1:
             continue
-        matrix = _weights(out.shape[axis], factor)
-        moved = np.moveaxis(out, axis, -1)
-        out = np.moveaxis(moved @ matrix.T, -1, axis)
+        # tensordot makes one BLAS product of the whole volume (matmul on a moved axis
+        # loops over non-contiguous stacks: 3-6x slower, the same sums).
+        out = np.moveaxis(np.tensordot(_weights(out.shape[axis], factor), out, axes=([1], [axis])), 0, axis)
     return np.ascontiguousarray(out)
