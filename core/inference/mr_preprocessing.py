@@ -13,9 +13,11 @@ from its description and source (no code copied):
 - the lesion network's intensities (``scaled_for_lesions``): centred on the median inside
   the liver mask and scaled so that the liver's minimum and maximum reach at most +-0.5.
 
-Arrays are in LPS order (x towards the patient's left, y posterior, z towards the head)
-where the recipe defines them so, as in ``core.inference.abdomen_crop``. The profile
-heuristics count voxels, not millimetres, as the package does.
+MR is refused (README, Limitations): ``benchmarks/mr_verdict.py`` runs this recipe and shows
+that the networks find no liver on the shared MR scan with it. Arrays are in LPS order (x
+towards the patient's left, y posterior, z towards the head) where the recipe defines them so,
+as in ``core.inference.abdomen_crop``. The profile heuristics count voxels, not millimetres, as
+the package does.
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ from scipy import ndimage
 from scipy.signal import argrelextrema, convolve
 
 from core.inference.abdomen_crop import MAX_SIZE_MM
-from core.inference.pretrained_pair import LIVER_MEDIAN_MM, LIVER_MM
-from core.inference.zoom import zoom
 
 TISSUE_RATIO = 0.01  # body: signal above 1 % of the maximum
 LIVER_HEIGHT_MAX_MM, TOP_MARGIN_MM = 400.0, 30.0
@@ -139,16 +139,6 @@ def scaled_for_liver(image: np.ndarray) -> np.ndarray:
     if high <= low:
         return np.full(image.shape, -0.5, np.float32)
     return ((np.clip(image, low, high) - low) / (high - low) - 0.5).astype(np.float32)
-
-
-def mr_liver_input(volume: np.ndarray, spacing) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """The liver network's 3 mm MR input (RAS order) and the abdomen box it shows (LPS array slices)."""
-    spacing = np.asarray(spacing, float)
-    box = mr_abdomen_box(volume, spacing)
-    image = zoom(volume[box], spacing / LIVER_MEDIAN_MM)
-    image = ndimage.median_filter(image, size=3)
-    image = zoom(image, [LIVER_MEDIAN_MM / LIVER_MM] * 3)
-    return np.flip(scaled_for_liver(image), (0, 1)), box
 
 
 def scaled_for_lesions(volume: np.ndarray, liver: np.ndarray) -> np.ndarray:

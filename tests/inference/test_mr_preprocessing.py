@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.inference.mr_preprocessing import mr_abdomen_box, mr_liver_input, scaled_for_lesions, scaled_for_liver
+from core.inference.mr_preprocessing import mr_abdomen_box, scaled_for_lesions, scaled_for_liver
 
 
 def mr_torso(shape=(100, 80, 160), body_width: float = 70) -> np.ndarray:
@@ -41,16 +41,6 @@ def test_the_liver_network_sees_the_lower_80_percent_of_the_range():
     image = np.array([10.0, 50.0, 90.0, 100.0, 110.0], np.float32)  # range 100: the lower 80 % is 10..90
     np.testing.assert_allclose(scaled_for_liver(image), [-0.5, 0.0, 0.5, 0.5, 0.5])
     assert (scaled_for_liver(np.full((3, 3), 7.0)) == -0.5).all()  # a flat volume has no range to scale
-
-
-def test_the_liver_input_is_at_3_mm_in_ras_order_and_scaled():
-    volume = mr_torso(shape=(100, 80, 20))
-    image, box = mr_liver_input(volume, (1.5, 1.5, 6.0))
-    crop = [s.stop - s.start for s in box]
-    assert image.shape == (np.ceil(crop[0] / 2), np.ceil(crop[1] / 2), 2 * crop[2])
-    assert image.min() == -0.5 and image.max() == 0.5
-    organ_x = np.flatnonzero((image > 0.45).any(axis=(1, 2)))
-    assert organ_x.mean() > image.shape[0] / 2  # the organ on the patient's right: high x in RAS order
 
 
 def test_the_lesion_network_sees_the_liver_centred_on_its_median():
