@@ -125,6 +125,13 @@ def mr_like_volume(folder: Path) -> Path:
     return save_nifti(mr, folder / "t1.nii.gz")
 
 
+def dicom_mr_zip(folder: Path) -> Path:
+    """A zipped DICOM series whose Modality is MR (the phantom's voxels: the tag alone decides)."""
+    scan, _ = make_phantom(SHAPE, SPACING, seed=1, lesions=0)
+    files = write_dicom_series(scan, folder / "series", modality="MR", description="T1 VIBE")
+    return write_zip(folder / "mr.zip", {f"MR/{path.name}": path.read_bytes() for path in files})
+
+
 def truncated_zip(folder: Path) -> Path:
     return truncate(dicom_zip(folder), 0.5)
 
@@ -191,6 +198,9 @@ class Case:
     message: str  # a regular expression the error line must match: it names the problem
 
 
+#: What an MR upload is told, NIfTI or DICOM (issue 23: the networks found no liver on the shared MR scan).
+MR_REFUSAL = r"MR is not supported, because the pretrained networks did not find the liver on the MR test scan"
+
 SCAN_CASES = [
     Case("truncated-nifti-gz", truncated_nifti_gz, r"cannot be read|truncated|damaged"),
     Case("truncated-nifti", truncated_nifti, r"cannot be read|truncated|damaged"),
@@ -202,7 +212,8 @@ SCAN_CASES = [
     Case("4d-volume", volume_4d, r"4D"),
     Case("nan-volume", nan_volume, r"NaN"),
     Case("infinite-volume", infinite_volume, r"infinite"),
-    Case("mr-like-volume", mr_like_volume, r"not look like a CT"),
+    Case("mr-like-volume", mr_like_volume, r"not look like a CT.*" + MR_REFUSAL),
+    Case("dicom-mr-series", dicom_mr_zip, r"holds MR images, not CT.*" + MR_REFUSAL),
     Case("random-bytes-zip", random_bytes("noise.zip"), r"not a readable zip"),
     Case("truncated-zip", truncated_zip, r"not a readable zip|cannot be unpacked|cannot be read"),
     Case("zip-dotdot-member", zip_member("../../evil.dcm"), r"outside the zip's folder"),
@@ -264,7 +275,7 @@ def test_segment_refuses_bad_input_cleanly(case, workspace, cli):
 
 def test_segment_refuses_a_real_mr_volume(shared_data, workspace, cli):
     code, stdout, stderr = cli("segment", shared_data / "totalseg-example" / "mr_not_ct.nii.gz", "-o", workspace / "out" / "labels.nii.gz")
-    assert_clean_refusal(code, stdout, stderr, r"not look like a CT")
+    assert_clean_refusal(code, stdout, stderr, r"not look like a CT.*" + MR_REFUSAL)
     assert leftovers(workspace) == []
 
 

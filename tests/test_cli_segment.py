@@ -159,7 +159,7 @@ def test_every_real_ct_is_segmented_on_its_own_grid_and_the_mr_refused(trained, 
         assert written.shape == scan.shape
         np.testing.assert_allclose(written.affine, scan.affine, atol=1e-4)
     assert main(["segment", str(shared_data / "totalseg-example" / "mr_not_ct.nii.gz"), "-o", str(tmp_path / "mr.nii.gz")]) == 2
-    assert "not MR" in capsys.readouterr().err and not (tmp_path / "mr.nii.gz").exists()
+    assert "MR is not supported" in capsys.readouterr().err and not (tmp_path / "mr.nii.gz").exists()
 
 
 def test_the_cli_names_the_series_it_took_from_a_multi_series_zip(trained, tmp_path, capsys):

@@ -27,6 +27,10 @@ from core.imageio.sitk_image import from_sitk
 from core.reasons import reason
 from core.scan import Scan
 
+#: Why an MR scan is refused, wherever it is (benchmarks/mr_verdict.py measures it; README, Limitations).
+MR_NOT_SUPPORTED = ("MR is not supported, because the pretrained networks did not find the liver on the MR test scan "
+                    "here (see the README's Limitations)")
+
 # DICOM tags (group|element) read from a series' first file.
 MODALITY, SERIES_DESCRIPTION, BODY_PART = "0008|0060", "0008|103e", "0018|0015"
 
@@ -90,7 +94,8 @@ def choose_series(series: list[Series], source: str) -> tuple[Series, str]:
     candidates = [s for s in series if s.modality in ("CT", "")]
     if not candidates:
         kinds = ", ".join(sorted({s.modality for s in series}))
-        raise LiverSegError(f"{source} holds {kinds} images, not CT; LiverSeg segments abdominal CT only")
+        why = f": {MR_NOT_SUPPORTED}" if any(s.modality == "MR" for s in series) else ""
+        raise LiverSegError(f"{source} holds {kinds} images, not CT; LiverSeg segments abdominal CT only{why}")
     chosen = candidates[0]
     if len(series) == 1:
         return chosen, "the only series"

@@ -19,7 +19,7 @@ import numpy as np
 from core.atomic import atomic_path
 from core.errors import LiverSegError
 from core.imageio.archive import extract_zip
-from core.imageio.dicom_series import read_dicom_series
+from core.imageio.dicom_series import MR_NOT_SUPPORTED, read_dicom_series
 from core.imageio.limits import nifti_header, volume_shape
 from core.reasons import reason
 from core.scan import Scan
@@ -144,8 +144,8 @@ def check_ct(scan: Scan) -> None:
         raise LiverSegError(
             f"{name} does not look like a CT in Hounsfield units (values {low:.0f} to {high:.0f}; "
             f"{100 * dark:.1f}% below {DARK_HU:.0f} HU where air and fat lie, {100 * soft:.0f}% soft tissue). "
-            "LiverSeg segments abdominal CT only (not MR or other modalities); "
-            "if this is a CT, export it with the values in HU (rescale slope and intercept applied)"
+            f"LiverSeg segments abdominal CT only: {MR_NOT_SUPPORTED}. "
+            "If this is a CT, export it with the values in HU (rescale slope and intercept applied)"
         )
 
 

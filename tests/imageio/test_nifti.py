@@ -158,8 +158,11 @@ def test_a_zip_of_several_series_gives_the_largest_ct_and_says_so(tmp_path):
 def test_a_series_that_is_not_ct_is_refused(tmp_path):
     scan, _ = small_phantom()
     write_dicom_series(scan, tmp_path / "mr", modality="MR")
-    with pytest.raises(LiverSegError, match="holds MR images, not CT"):
+    with pytest.raises(LiverSegError, match="holds MR images, not CT.*MR is not supported, because the pretrained networks"):
         read_scan(tmp_path / "mr")
+    write_dicom_series(scan, tmp_path / "pet", modality="PT")
+    with pytest.raises(LiverSegError, match="holds PT images, not CT; LiverSeg segments abdominal CT only$"):
+        read_scan(tmp_path / "pet")
 
 
 def test_a_folder_without_dicom_is_refused(tmp_path):
@@ -243,7 +246,7 @@ def test_every_shared_file_is_read_or_refused_as_it_should(shared_data):
     example = shared_data / "totalseg-example"
     for name in ("ct.nii.gz", "ct_torso_unlabelled.nii.gz"):
         assert read_scan(example / name).spacing == (3.0, 3.0, 3.0)
-    with pytest.raises(LiverSegError, match="does not look like a CT.*not MR"):
+    with pytest.raises(LiverSegError, match="does not look like a CT.*MR is not supported, because the pretrained networks did not find the liver"):
         read_scan(example / "mr_not_ct.nii.gz")
     labels, affine = read_label_map(example / "liver.nii.gz")
     assert labels.shape == (122, 101, 30) and set(np.unique(labels)) == {0, 1}

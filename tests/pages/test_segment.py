@@ -105,6 +105,22 @@ def test_bad_uploads_show_a_message_and_the_page_keeps_working(page):
     assert not page.error and any("LiTS case 117" in m.value for m in page.markdown)
 
 
+def test_an_mr_upload_is_refused_with_the_reason_nifti_or_dicom(page, tmp_path):
+    """Issue 23: MR stays refused, and the page says why (the networks found no liver on the shared MR scan)."""
+    scan, _ = make_phantom(shape=SHAPE, spacing=SPACING, axcodes="LPS")
+    nib.save(nib.Nifti1Image(np.clip(scan.voxels + 1000, 0, None) * 0.4, scan.affine), tmp_path / "t1.nii.gz")
+    files = write_dicom_series(scan, tmp_path / "dicom", modality="MR")
+    with zipfile.ZipFile(tmp_path / "mr.zip", "w") as archive:
+        for path in files:
+            archive.write(path, path.name)
+    for name, kind in (("t1.nii.gz", "application/gzip"), ("mr.zip", "application/zip")):
+        page.file_uploader(key="scan_upload").set_value((name, (tmp_path / name).read_bytes(), kind)).run()
+        assert not page.exception
+        (error,) = page.error
+        assert name in error.value and "MR is not supported, because the pretrained networks did not find the liver" in error.value
+        assert "Find the liver and lesions" not in [b.label for b in page.button]
+
+
 def test_lesions_reference_and_metrics(page, exact_model, phantom_sample):
     segmented(page)
     (table,) = [d for d in page.dataframe if "Lesion" in d.value.columns]
