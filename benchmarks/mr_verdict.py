@@ -18,9 +18,8 @@ For each it prints the highest liver probability, the voxels above 0.5 on the 3 
 liver after the recipe's post-processing (threshold 0.5, erosion, largest component, dilation)
 in mL, where its centre lies from the body's centre (mm to the patient's right, negative: left),
 the share of the body it covers, and where the probability above 0.1 lies (same measure), so
-that an answer below the threshold still shows where the network looks. Where the recipe
-finds a liver, the lesion network then runs with the authors' MR lesion scaling and the lesions
-found are printed. Usage::
+that an answer below the threshold still shows where the network looks. The lesion network
+is not run: it looks only inside the liver that the recipe finds, and the recipe finds none. Usage::
 
     .venv/bin/python benchmarks/mr_verdict.py [--scan MR.nii.gz] [--variants recipe inverted ...] [--device cpu|cuda]
 
@@ -104,24 +103,6 @@ def _right_of_centre_mm(mask: np.ndarray, box: tuple[slice, ...], body_centre: f
     return float((body_centre - centre) * spacing[0])  # LPS: x grows towards the left
 
 
-def _on_scan(mask: np.ndarray, box: tuple[slice, ...], shape) -> np.ndarray:
-    """A 3 mm mask of ``box`` back on the scan's voxels (LPS), as the recipe takes the liver back."""
-    out = np.zeros(shape, bool)
-    crop = np.array([s.stop - s.start for s in box])
-    out[box] = ndimage.zoom(mask.astype(np.int16), crop / mask.shape, order=1, prefilter=False) > 0
-    return out
-
-
-def lesions(scan: recipe.Canonical, liver_lps: np.ndarray, run: Run) -> tuple[int, float]:
-    """The lesion network on the scan with the authors' MR lesion scaling: lesions (26-connected) and their mL."""
-    liver = np.flip(liver_lps, (0, 1))
-    view = recipe.LesionView(scan, liver, mr.scaled_for_lesions(scan.voxels, liver))
-    probability, _ = recipe.PretrainedPair(run)._tiled(view.image, view.liver, lambda stage, fraction: None)
-    found = probability > recipe.THRESHOLD
-    _, count = ndimage.label(found, np.ones((3, 3, 3)))
-    return count, float(found.sum() * np.prod(recipe.LESION_MM) / 1000)
-
-
 def verdict(path: Path, variants: list[str], run: Run) -> list[dict]:
     """One row of figures per variant (printed as it comes)."""
     image = nib.load(path)
@@ -149,8 +130,6 @@ def verdict(path: Path, variants: list[str], run: Run) -> list[dict]:
             "leaning_right_mm": _right_of_centre_mm(probability > 0.1, box, body_centre, scan.spacing),
             "seconds": seconds,
         }
-        if name == "recipe" and liver.any():
-            row["lesions"], row["lesion_ml"] = lesions(scan, _on_scan(liver, box, lps.shape), run)
         print(_line(row), flush=True)
         rows.append(row)
     return rows
@@ -161,13 +140,10 @@ def _mm(value: float | None) -> str:
 
 
 def _line(row: dict) -> str:
-    text = (f"{row['variant']:>10}: input {row['input']}, highest probability {row['max_probability']:.3f}, "
+    return (f"{row['variant']:>10}: input {row['input']}, highest probability {row['max_probability']:.3f}, "
             f"{row['above_half']} voxels above 0.5; liver {row['liver_ml']:.0f} mL ({100 * row['body_share']:.0f} % of the body), "
             f"centre {_mm(row['liver_right_mm'])} right of the body's; probability above 0.1 centred "
             f"{_mm(row['leaning_right_mm'])} right; {row['seconds']:.0f} s")
-    if "lesions" in row:
-        text += f"; lesion network: {row['lesions']} lesions, {row['lesion_ml']:.1f} mL"
-    return text
 
 
 def network_runner(device: str) -> Run:

@@ -9,9 +9,10 @@ from its description and source (no code copied):
   (at most 400 mm of liver height plus 30 mm), at most 489 x 408 x 408 mm;
 - the liver network's intensities (``scaled_for_liver``): after the same resampling as CT
   (1.5 mm, median filter 3, 3 mm), clipped to the lower 80 % of the volume's range and
-  scaled to [-0.5, 0.5];
-- the lesion network's intensities (``scaled_for_lesions``): centred on the median inside
-  the liver mask and scaled so that the liver's minimum and maximum reach at most +-0.5.
+  scaled to [-0.5, 0.5].
+
+The package's lesion scaling for MR (centred on the liver's median) is not written here: the
+lesion network looks only inside the liver that the liver network finds, and it finds none.
 
 MR is refused (README, Limitations): ``benchmarks/mr_verdict.py`` runs this recipe and shows
 that the networks find no liver on the shared MR scan with it. Arrays are in LPS order (x
@@ -140,14 +141,3 @@ def scaled_for_liver(image: np.ndarray) -> np.ndarray:
         return np.full(image.shape, -0.5, np.float32)
     return ((np.clip(image, low, high) - low) / (high - low) - 0.5).astype(np.float32)
 
-
-def scaled_for_lesions(volume: np.ndarray, liver: np.ndarray) -> np.ndarray:
-    """The lesion network's MR intensities: centred on the liver's median, the liver's extremes at most +-0.5."""
-    inside = volume[liver]
-    if inside.size == 0:
-        raise ValueError("no liver voxels to scale the MR signal by")
-    low, median, high = float(inside.min()), float(np.median(inside)), float(inside.max())
-    spread = max(median - low, high - median)
-    if spread <= 0:
-        return np.zeros(volume.shape, np.float32)
-    return ((volume - median) * (0.5 / spread)).astype(np.float32)

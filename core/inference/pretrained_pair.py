@@ -148,18 +148,15 @@ class LesionView:
             cut to that region's box.
         liver: the liver mask on the same grid and box.
         box: the box in the 1 x 1 x 3 mm grid of the whole scan, whose shape is ``grid_shape``.
-
-    ``scaled`` replaces the scaled HU by other intensities on the scan's grid (RAS order), already
-    scaled as the network expects (MR: ``core.inference.mr_preprocessing.scaled_for_lesions``).
     """
 
-    def __init__(self, scan: Canonical, liver: np.ndarray, scaled: np.ndarray | None = None) -> None:
+    def __init__(self, scan: Canonical, liver: np.ndarray) -> None:
         self.factors = scan.spacing / np.array(LESION_MM)
         resampled_liver = zoom(liver.astype(np.float32), self.factors) > THRESHOLD
         near_liver = ndimage.binary_dilation(resampled_liver, ndimage.iterate_structure(_CROSS, 2))
         self.grid_shape = near_liver.shape
         self.box = ndimage.find_objects(near_liver.astype(np.int8))[0]
-        hu = np.clip(zoom(scaled_hu(scan.voxels) if scaled is None else scaled, self.factors)[self.box], -0.5, 0.5)
+        hu = np.clip(zoom(scaled_hu(scan.voxels), self.factors)[self.box], -0.5, 0.5)
         self.image = np.where(near_liver[self.box], hu, OUTSIDE_LIVER).astype(np.float32)
         self.liver = resampled_liver[self.box]
 

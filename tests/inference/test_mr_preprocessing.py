@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from core.inference.mr_preprocessing import mr_abdomen_box, scaled_for_lesions, scaled_for_liver
+from core.inference.mr_preprocessing import mr_abdomen_box, scaled_for_liver
 
 
 def mr_torso(shape=(100, 80, 160), body_width: float = 70) -> np.ndarray:
@@ -42,11 +41,3 @@ def test_the_liver_network_sees_the_lower_80_percent_of_the_range():
     np.testing.assert_allclose(scaled_for_liver(image), [-0.5, 0.0, 0.5, 0.5, 0.5])
     assert (scaled_for_liver(np.full((3, 3), 7.0)) == -0.5).all()  # a flat volume has no range to scale
 
-
-def test_the_lesion_network_sees_the_liver_centred_on_its_median():
-    volume = np.array([[[100.0, 200.0, 260.0, 300.0, 1000.0]]], np.float32)
-    liver = np.array([[[False, True, True, True, False]]])
-    # median 260, extremes 200 and 300: the farther one (60 below) reaches -0.5
-    np.testing.assert_allclose(scaled_for_lesions(volume, liver), (volume - 260) * 0.5 / 60, rtol=1e-6)
-    with pytest.raises(ValueError, match="no liver"):
-        scaled_for_lesions(volume, np.zeros_like(liver))
