@@ -2,7 +2,7 @@
 
 Runs the pretrained liver network (float32) on an MR volume, by default the shared
 ``../shared/data/totalseg-example/mr_not_ct.nii.gz``, prepared as the package's MR branch
-prepares it (``core.inference.mr_preprocessing``: its MR crop, 1.5 mm, median filter, 3 mm,
+prepares it (``benchmarks/mr_recipe.py``: its MR crop, 1.5 mm, median filter, 3 mm,
 the lower 80 % of the range scaled to [-0.5, 0.5], the trained canvas), then the same with
 a few changes that tell whether a negative is the port's fault or the networks':
 
@@ -41,8 +41,8 @@ import torch
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the checkout is the package root
+from benchmarks import mr_recipe as mr
 from core import config
-from core.inference import mr_preprocessing as mr
 from core.inference import pretrained_pair as recipe
 from core.inference.abdomen_crop import abdomen_box
 from core.inference.zoom import zoom

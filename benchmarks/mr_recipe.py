@@ -14,11 +14,11 @@ from its description and source (no code copied):
 The package's lesion scaling for MR (centred on the liver's median) is not written here: the
 lesion network looks only inside the liver that the liver network finds, and it finds none.
 
-MR is refused (README, Limitations): ``benchmarks/mr_verdict.py`` runs this recipe and shows
-that the networks find no liver on the shared MR scan with it. Arrays are in LPS order (x
-towards the patient's left, y posterior, z towards the head) where the recipe defines them so,
-as in ``core.inference.abdomen_crop``. The profile heuristics count voxels, not millimetres, as
-the package does.
+MR is refused (README, Limitations), so the product has no MR branch and this recipe lives
+beside ``benchmarks/mr_verdict.py``, which runs it and shows that the networks find no liver on
+the shared MR scan with it. Arrays are in LPS order (x towards the patient's left, y posterior,
+z towards the head) where the recipe defines them so, as in ``core.inference.abdomen_crop``.
+The profile heuristics count voxels, not millimetres, as the package does.
 """
 
 from __future__ import annotations

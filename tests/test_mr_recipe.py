@@ -1,10 +1,10 @@
-"""The pretrained pair's MR recipe (``core.inference.mr_preprocessing``) on synthetic MR-like volumes."""
+"""The pretrained pair's MR recipe (``benchmarks/mr_recipe.py``) on synthetic MR-like volumes."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from core.inference.mr_preprocessing import mr_abdomen_box, scaled_for_liver
+from benchmarks.mr_recipe import mr_abdomen_box, scaled_for_liver
 
 
 def mr_torso(shape=(100, 80, 160), body_width: float = 70) -> np.ndarray:
