@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from core.inference.abdomen_crop import abdomen_box
-from core.inference.zoom import zoom
+from core.inference.zoom import linear_zoom_of_box, zoom
 
 Report = Callable[[str, float], None]
 
@@ -196,9 +196,10 @@ class PretrainedPair:
         start = time.perf_counter()
         liver_lps = np.zeros(hu_lps.shape, bool)
         mask = _largest_liver(np.flip(probability, (0, 1)))
-        if mask is not None:
-            crop_shape = np.array(hu_lps[box].shape)
-            liver_lps[box] = ndimage.zoom(mask.astype(np.int16), crop_shape / mask.shape, order=1, prefilter=False) > 0
+        if mask is not None:  # back onto the crop as the recipe does: linear, rounded to 0 or 1
+            mask_box = ndimage.find_objects(mask.view(np.uint8))[0]
+            part, region = linear_zoom_of_box(mask[mask_box], mask_box, mask.shape, hu_lps[box].shape)
+            liver_lps[box][region] = part >= 0.5
         liver = np.flip(liver_lps, (0, 1))
         lesion_probability = np.zeros(scan.voxels.shape, np.float32)
         tiles = (0, 0)
@@ -216,9 +217,10 @@ class PretrainedPair:
         probability, tiles = self._tiled(view.image, view.liver, report)
         # The recipe takes the lesion mask back with linear interpolation, any overlap counting: a
         # voxel is lesion where the interpolated mask is positive. The probability travels the same way.
-        full = np.zeros(view.grid_shape, np.float32)
-        full[view.box] = np.where(probability > THRESHOLD, probability, 0)
-        return ndimage.zoom(full, np.array(scan.voxels.shape) / full.shape, order=1, prefilter=False), tiles
+        part, region = linear_zoom_of_box(np.where(probability > THRESHOLD, probability, 0), view.box, view.grid_shape, scan.voxels.shape)
+        on_scan = np.zeros(scan.voxels.shape, np.float32)
+        on_scan[region] = part
+        return on_scan, tiles
 
     def _tiled(self, image: np.ndarray, liver: np.ndarray, report: Report) -> tuple[np.ndarray, tuple[int, int]]:
         centres = tile_centres(image.shape)

@@ -1,4 +1,4 @@
-"""``zoom``: the centred resampling the pretrained networks were trained with."""
+"""``zoom``: the centred resampling the pretrained networks were trained with; ``linear_zoom_of_box``: scipy's way back."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
-from core.inference.zoom import zoom
+from core.inference.zoom import linear_zoom_of_box, zoom
 
 
 def _reference_1d(values: np.ndarray, factor: float) -> np.ndarray:
@@ -45,3 +46,20 @@ def test_sizes_round_up_and_unit_factors_leave_an_axis():
     out = zoom(np.ones((10, 7, 5)), (0.57 / 1.5, 1, 2.5))
     assert out.shape == (4, 7, 13)
     assert out.dtype == np.float32
+
+
+@pytest.mark.parametrize(("full_shape", "out_shape", "box"), [
+    ((29, 29, 12), (51, 51, 22), (slice(4, 24), slice(6, 22), slice(1, 11))),  # enlarged, as the lesion map goes back
+    ((10, 8, 7), (50, 40, 13), (slice(0, 10), slice(3, 4), slice(6, 7))),  # a box at the far edge, one voxel thick
+])
+def test_the_zoom_of_a_box_is_scipys_zoom_of_the_whole(full_shape, out_shape, box):
+    rng = np.random.default_rng(0)
+    full = np.zeros(full_shape)
+    full[box] = rng.random(full[box].shape) * (rng.random(full[box].shape) > 0.5)
+    part, region = linear_zoom_of_box(full[box], box, full_shape, out_shape)
+    mine = np.zeros(out_shape)
+    mine[region] = part
+    expected = ndimage.zoom(full, np.array(out_shape) / full_shape, order=1, prefilter=False)
+    assert expected.shape == out_shape
+    np.testing.assert_allclose(mine, expected, rtol=0, atol=1e-12)
+    assert expected[region].sum() == pytest.approx(expected.sum())  # nothing outside the region
