@@ -14,7 +14,7 @@ import streamlit as st
 from core.errors import LiverSegError
 from core.server import access, uploads
 from ui import caches, lifecycle
-from ui.session import upload_session
+from ui.session import SHARED_USER, access_policy, upload_session
 from ui.text import plain
 
 st.set_page_config(page_title="LiverSeg", page_icon="🩺", layout="wide")
@@ -24,13 +24,6 @@ PAGES = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
 ]
-
-
-def _auth_secrets() -> dict:
-    try:
-        return st.secrets.to_dict().get("auth", {})
-    except FileNotFoundError:  # no secrets.toml: settings come from the environment only
-        return {}
 
 
 def _login(policy: access.AccessPolicy) -> None:
@@ -55,7 +48,7 @@ def _login_form(policy: access.AccessPolicy) -> None:
     if isinstance(outcome, access.Refusal):
         st.error(outcome.message, icon=":material/lock_clock:")
     elif outcome:
-        st.session_state["user"] = user.strip() or "shared password"
+        st.session_state["user"] = user.strip() or SHARED_USER
         st.session_state["admin"] = user.strip() in policy.admins
         st.rerun()
     else:
@@ -73,7 +66,7 @@ def _pages() -> list:
     """The pages this session may see: all of them, or only the login form or a configuration error."""
     keeper = lifecycle.keeper()  # from the first session on, uploads need a signed-in session
     try:
-        policy = access.policy_from(auth_secrets=_auth_secrets())
+        policy = access_policy()
     except LiverSegError as error:
         message = f"Access settings are unusable, so nobody is let in: {error}"  # fail closed, never open
         return [st.Page(lambda: st.error(message), title="LiverSeg", url_path="error")]
