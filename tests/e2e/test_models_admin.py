@@ -8,9 +8,9 @@ from playwright.sync_api import expect
 from core.model import registry
 from core.model.card import ModelCard
 from core.model.unet import UNet
-from core.server.access import MIN_ITERATIONS, hash_password
 from tests.e2e.app_server import App, screenshot
-from tests.e2e.test_access import log_in
+from tests.e2e.test_access import signed_in
+from tests.helpers.users import write_users
 
 pytestmark = pytest.mark.e2e
 
@@ -23,9 +23,7 @@ def users_app(tmp_path_factory):
         card = ModelCard(name=name, channels=[4, 8], patch_size=[16, 16, 16], spacing_mm=[4.0, 4.0, 4.0], shipped=shipped,
                          created="2026-01-01T00:00:00+00:00")
         registry.save_model(UNet(card.channels, num_classes=len(card.labels)), card, root / "trained" / name)
-    users = root / "users.toml"
-    users.write_text("".join(f'{name} = "{hash_password(name + "-pass", iterations=MIN_ITERATIONS)}"\n' for name in ("alice", "bob")),
-                     encoding="utf-8")
+    users = write_users(root / "users.toml", "alice", "bob")
     server = App(env={"LIVERSEG_USERS_FILE": str(users), "LIVERSEG_ADMINS": "alice", "LIVERSEG_TRAINED_DIR": str(root / "trained"),
                       "LIVERSEG_JOBS_DIR": str(root / "jobs")})
     yield server
@@ -33,12 +31,7 @@ def users_app(tmp_path_factory):
 
 
 def open_models(browser, app: App, user: str):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(120_000)
-    page = context.new_page()
-    page.goto(app.url)
-    log_in(page, f"{user}-pass", user=user)
-    page.get_by_role("heading", name="Segment").wait_for(timeout=300_000)
+    context, page = signed_in(browser, app, user)
     page.get_by_test_id("stSidebar").get_by_role("link", name="Models").click()
     page.get_by_role("heading", name="trained-here").wait_for()
     return context, page

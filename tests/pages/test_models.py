@@ -22,11 +22,11 @@ from core.jobs.runner import JobRunner
 from core.model import registry
 from core.model.archive import model_archive
 from core.model.card import ModelCard
-from core.server.access import MIN_ITERATIONS, hash_password
 from core.training.options import parse
 from core.training.run import train
 from tests.helpers import fake_training
 from tests.helpers.fake_training import TINY
+from tests.helpers.users import write_users
 
 SHIPPED_DIR = config.ROOT / "trained"  # the models shipped in the checkout, whatever LIVERSEG_TRAINED_DIR says
 SHIPPED, CASCADE = "liverseg-unet-2mm-v1", "liverseg-cascade-v1"
@@ -94,10 +94,7 @@ def test_making_a_model_the_default(trained, run_page):
 @pytest.fixture
 def named_users(tmp_path, monkeypatch) -> None:
     """A login with named users: alice an administrator, bob not."""
-    users = tmp_path / "users.toml"
-    users.write_text("".join(f'{name} = "{hash_password(name + "-pass", iterations=MIN_ITERATIONS)}"\n' for name in ("alice", "bob")),
-                     encoding="utf-8")
-    monkeypatch.setenv("LIVERSEG_USERS_FILE", str(users))
+    monkeypatch.setenv("LIVERSEG_USERS_FILE", str(write_users(tmp_path / "users.toml", "alice", "bob")))
     monkeypatch.setenv("LIVERSEG_ADMINS", "alice")
     monkeypatch.delenv("LIVERSEG_PASSWORD", raising=False)
 
