@@ -4,7 +4,8 @@ Before any page runs: the login gate when access is restricted (``core.server.ac
 otherwise a notice on every page that the app is open; then each session gets its
 private upload folder (``st.session_state["uploads"]``, a ``core.server.uploads.UploadSession``).
 ``st.navigation`` is called on every path, so Streamlit never falls back to serving
-``pages/`` directly, around the gate.
+``pages/`` directly, around the gate. A reload of the page takes the tab's sign-in and last
+result over from the session before it (``ui.sign_ins``).
 """
 
 import functools
@@ -13,8 +14,8 @@ import streamlit as st
 
 from core.errors import LiverSegError
 from core.server import access, uploads
-from ui import caches, lifecycle
-from ui.session import upload_session
+from ui import caches, lifecycle, sign_ins
+from ui.session import SHARED_USER, access_policy, upload_session
 from ui.text import plain
 
 st.set_page_config(page_title="LiverSeg", page_icon="🩺", layout="wide")
@@ -26,17 +27,11 @@ PAGES = [
 ]
 
 
-def _auth_secrets() -> dict:
-    try:
-        return st.secrets.to_dict().get("auth", {})
-    except FileNotFoundError:  # no secrets.toml: settings come from the environment only
-        return {}
-
-
 def _login(policy: access.AccessPolicy) -> None:
     _, middle, _ = st.columns([1, 2, 1])
     with middle:
         _login_form(policy)
+    sign_ins.hand_over()  # signed out: the browser forgets any token
 
 
 def _login_form(policy: access.AccessPolicy) -> None:
@@ -55,7 +50,7 @@ def _login_form(policy: access.AccessPolicy) -> None:
     if isinstance(outcome, access.Refusal):
         st.error(outcome.message, icon=":material/lock_clock:")
     elif outcome:
-        st.session_state["user"] = user.strip() or "shared password"
+        st.session_state["user"] = user.strip() or SHARED_USER
         st.session_state["admin"] = user.strip() in policy.admins
         st.rerun()
     else:
@@ -63,6 +58,7 @@ def _login_form(policy: access.AccessPolicy) -> None:
 
 
 def _logout() -> None:
+    sign_ins.end()
     lifecycle.keeper().sign_out()
     if "uploads" in st.session_state:
         st.session_state["uploads"].close()
@@ -73,10 +69,11 @@ def _pages() -> list:
     """The pages this session may see: all of them, or only the login form or a configuration error."""
     keeper = lifecycle.keeper()  # from the first session on, uploads need a signed-in session
     try:
-        policy = access.policy_from(auth_secrets=_auth_secrets())
+        policy = access_policy()
     except LiverSegError as error:
         message = f"Access settings are unusable, so nobody is let in: {error}"  # fail closed, never open
         return [st.Page(lambda: st.error(message), title="LiverSeg", url_path="error")]
+    sign_ins.resume(policy)  # a reload of the page: the same user, with their last result
     if policy.open:
         st.caption(":material/lock_open: This app is open to anyone who can reach this address: no password is set. "
                    "See *Running on a lab server* in the README to restrict it.")
@@ -97,6 +94,9 @@ def _pages() -> list:
         return [st.Page(lambda: st.error(message), title="LiverSeg", url_path="error")]
     st.sidebar.caption(f"Files you upload are private to this browser tab and deleted when you leave, "
                        f"or at the latest after {uploads.default_store().ttl_hours:g} hours.")
+    sign_ins.begin(policy)
+    with st.sidebar:
+        sign_ins.hand_over()
     caches.load_engine()
     return PAGES
 

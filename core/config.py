@@ -55,6 +55,8 @@ def data_dirs() -> list[Path]:
 #: Per-session upload folders, removed when the session ends or at the latest after the TTL.
 UPLOAD_ROOT = _path("LIVERSEG_UPLOAD_DIR", Path(tempfile.gettempdir()) / "liverseg-uploads")
 UPLOAD_TTL_HOURS = _number("LIVERSEG_UPLOAD_TTL_HOURS", 12.0)
+#: A sign-in kept across reloads of the page ends this long after the user signed in (core.server.sign_ins).
+SIGN_IN_HOURS = _number("LIVERSEG_SIGN_IN_HOURS", 12.0)
 
 #: Lesion components smaller than this are dropped as specks (mL).
 MIN_LESION_ML = _number("LIVERSEG_MIN_LESION_ML", 0.1)

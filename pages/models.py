@@ -12,7 +12,9 @@ from core.jobs.runner import JobRunner
 from core.model import registry
 from core.model.archive import model_archive, model_size_bytes
 from core.viewing.numbers import cell
+from ui.models import default_model_refusal, set_default_model
 from ui.session import require_login
+from ui.text import plain
 
 require_login()
 
@@ -67,14 +69,14 @@ def size_text(size: int) -> str:
 
 def make_default(name: str) -> None:
     try:
-        registry.set_default_model(name)
+        set_default_model(name)
     except LiverSegError as error:
         st.session_state["models_error"] = str(error)
     else:
         st.toast(f"{name} is now the default model for the Segment page.", icon=":material/check_circle:")
 
 
-def model_panel(card, default: str, needed_by: list[str]) -> None:
+def model_panel(card, default: str, needed_by: list[str], refusal: str | None) -> None:
     with st.container(border=True):
         badges = [":green-badge[:material/star: default]"] if card.name == default else []
         badges.append(":blue-badge[shipped]" if card.shipped else ":violet-badge[trained here]")
@@ -83,6 +85,9 @@ def model_panel(card, default: str, needed_by: list[str]) -> None:
         buttons = actions.columns(3)
         if card.name == default:
             buttons[0].button("Default", key=f"is-default-{card.name}", disabled=True, icon=":material/star:", width="stretch")
+        elif refusal:
+            buttons[0].button("Make default", key=f"default-{card.name}", disabled=True, icon=":material/star:", width="stretch",
+                              help=plain(refusal))
         else:
             # Confirmed first: the default is every user's model on the Segment page.
             with buttons[0].popover("Make default", icon=":material/star:", width="stretch"):
@@ -162,6 +167,9 @@ if not cards:
     st.stop()
 default = registry.default_model(cards)
 st.markdown(f"The Segment page uses **{default}**.")
+refusal = default_model_refusal()
+if refusal:
+    st.info(plain(refusal), icon=":material/admin_panel_settings:")
 needed = JobRunner().models_in_use()
 for card in cards:
-    model_panel(card, default, needed.get(card.name, []))
+    model_panel(card, default, needed.get(card.name, []), refusal)

@@ -24,11 +24,23 @@ from core.viewing.figures import surface_figure
 from core.viewing.numbers import MISSING, cell
 from core.viewing.report import DETECTION_WORDS, NOT_FOR_CLINICAL_USE, detection_table, html_report, lesion_table, metrics_table
 from core.viewing.slices import DisplayVolume
-from core.viewing.viewer_volume import pack_voxel
 from ui import caches
 from ui.progress import RunProgress
 from ui.session import require_login, upload_session
-from ui.state import Loaded, Reference, Shown, has_result, keep_result, prepare_display, set_reference, set_scan, shown_result
+from ui.state import (
+    Loaded,
+    Reference,
+    Shown,
+    has_result,
+    jump,
+    keep_result,
+    latest_model,
+    prepare_display,
+    reset_viewer,
+    set_reference,
+    set_scan,
+    shown_result,
+)
 from ui.text import plain
 from ui.uploads import fingerprint, name_stem, read_upload
 from widgets.slice_viewer import slice_viewer
@@ -103,8 +115,8 @@ def _choose_reference(loaded: Loaded) -> None:
                 st.warning(plain(warning))  # they name the file
 
 
-def _model_settings() -> tuple[str | None, str]:
-    """The model and device (expert settings, sensible defaults)."""
+def _model_settings(loaded: Loaded) -> tuple[str | None, str]:
+    """The model and device (expert settings: the default model, or the one of the scan's latest result)."""
     cards = registry.list_cards()
     if not cards:
         st.error("No trained model is installed, so nothing can be segmented. Restore the shipped model "
@@ -115,8 +127,9 @@ def _model_settings() -> tuple[str | None, str]:
         default = registry.default_model(cards)
     except LiverSegError:
         default = names[0]
+    chosen = latest_model(loaded.key) or default
     with st.expander("Expert settings"):
-        model = st.selectbox("Model", names, index=names.index(default) if default in names else 0,
+        model = st.selectbox("Model", names, index=names.index(chosen) if chosen in names else 0,
                              format_func=lambda name: f"{name} (default)" if name == default else name,
                              help="The Models page describes each model and sets the default.")
         device = st.selectbox("Run on", DEVICES,
@@ -165,21 +178,6 @@ def _headline(loaded: Loaded, result: Shown) -> None:
             st.caption(f"{note[:1].upper()}{note[1:]}.")
 
 
-def _reset_viewer(result: Shown, volume: DisplayVolume, result_id: str) -> None:
-    """Point every plane at the largest lesion (or the liver) when a new result is shown."""
-    if st.session_state.get("viewer_for") == result_id:
-        return
-    st.session_state["viewer_for"] = result_id
-    lesions = result.lesions.lesions  # largest first, measured already: no second labelling of the volume (1.5 s at 512²)
-    _jump(volume, volume.canonical_index(lesions[0].centroid_voxel) if lesions else volume.focus())
-
-
-def _jump(volume: DisplayVolume, canonical_voxel) -> None:
-    """Show the slices through a voxel in every plane (the viewer follows a new ``viewer_jump``)."""
-    st.session_state["viewer_focus"] = pack_voxel(volume, canonical_voxel)
-    st.session_state["viewer_jump"] = st.session_state.get("viewer_jump", 0) + 1
-
-
 def _viewer(result: Shown, volume: DisplayVolume, reference_key: str | None) -> None:
     """The slice viewer: the browser gets the scan and its labels once and draws every picture itself,
     so no display change (plane, window, layers, zoom, slice) reruns the page."""
@@ -213,7 +211,7 @@ def _lesion_chosen(result: Shown) -> None:
     chosen = st.session_state["lesion_table"].selection.cells
     if chosen:
         lesion = result.lesions.lesions[chosen[0][0]]
-        _jump(result.volume, result.volume.canonical_index(lesion.centroid_voxel))
+        jump(result.volume, result.volume.canonical_index(lesion.centroid_voxel))
 
 
 def _comparison(result: Shown, reference: Reference) -> None:
@@ -312,7 +310,7 @@ def main() -> None:
             return
         _describe(loaded)
         _choose_reference(loaded)
-        model, device = _model_settings()
+        model, device = _model_settings(loaded)
     if model is None:
         return
     result = shown_result(loaded.key, model)
@@ -330,7 +328,7 @@ def main() -> None:
     if reference is not None and reference.canonical is None:
         reference.canonical = result.volume.canonical(reference.truth.labels)
     volume = result.volume if reference is None else result.volume.with_reference(reference.canonical)
-    _reset_viewer(result, volume, f"{loaded.key}:{model}")
+    reset_viewer(result, volume, f"{loaded.key}:{model}")
     picture, numbers = st.columns([3, 1])
     with numbers:
         _headline(loaded, result)

@@ -11,7 +11,8 @@ A closed tab's session is kept ``server.disconnectedSessionTTL`` seconds for a r
 then only marked expired: Streamlit never shuts it down, so its state, its uploaded files
 and our upload folder stay in memory and on disk until something else happens to evict
 it. A sweeper thread (every ``SWEEP_S``) shuts such sessions down, drops what they left
-(uploaded files, upload folders, sign-ins), and returns the freed memory to the system.
+(uploaded files, upload folders, sign-ins, and the sign-ins kept for a reload that no
+reload has claimed: ``core.server.sign_ins``), and returns the freed memory to the system.
 
 This reaches into Streamlit 1.67's session manager (``_session_mgr._session_storage``),
 which has no public hook for it; ``tests/e2e/test_sessions.py`` fails if that changes.
@@ -29,6 +30,7 @@ import time
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from core.server.sign_ins import SignInStore
 from core.server.uploads import UploadSession
 
 log = logging.getLogger(__name__)
@@ -45,12 +47,14 @@ def session_id() -> str:
 
 
 class SessionKeeper:
-    """The server's sessions as this app sees them: which are signed in, which upload folder each has."""
+    """The server's sessions as this app sees them: which are signed in, which upload folder each has, which sign-ins
+    a reload may take over (``sign_ins``)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.signed_in: set[str] = set()
         self.uploads: dict[str, UploadSession] = {}
+        self.sign_ins = SignInStore()
         self._lock = threading.Lock()
 
     def install(self) -> None:
@@ -99,6 +103,7 @@ class SessionKeeper:
         files = getattr(self.runtime.uploaded_file_mgr, "file_storage", {})
         for sid in [sid for sid in list(files) if manager.get_session_info(sid) is None]:
             self.runtime.uploaded_file_mgr.remove_session_files(sid)
+        self.sign_ins.release_ended(lambda sid: manager.get_session_info(sid) is not None)
         release_memory()
         return len(gone)
 

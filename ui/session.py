@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.server import uploads
+from core.server import access, uploads
 
 
 def require_login() -> None:
@@ -19,11 +19,26 @@ def require_login() -> None:
 
 #: Who everyone is when no login is configured: one user, so anyone may cancel any job.
 OPEN_USER = "anyone (no login)"
+#: Who signed in with the shared password (no user name).
+SHARED_USER = "shared password"
 
 
 def current_user() -> tuple[str, bool]:
     """The signed-in user's name and whether they are an administrator (app.py records both at sign-in)."""
     return st.session_state.get("user", OPEN_USER), bool(st.session_state.get("admin"))
+
+
+def auth_secrets() -> dict:
+    """The ``[auth]`` table of Streamlit secrets (``{}`` without a secrets file)."""
+    try:
+        return st.secrets.to_dict().get("auth", {})
+    except FileNotFoundError:  # no secrets.toml: settings come from the environment only
+        return {}
+
+
+def access_policy() -> access.AccessPolicy:
+    """Who may use the app, read afresh (environment and secrets); ``LiverSegError`` when the settings are unusable."""
+    return access.policy_from(auth_secrets=auth_secrets())
 
 
 def upload_session() -> uploads.UploadSession:

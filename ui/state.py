@@ -4,8 +4,11 @@
 - ``results``: ``(scan fingerprint, model) -> Shown``, a few at most, so that any view change,
   and going back to an earlier scan, never runs the model again;
 - ``reference``: the ground truth uploaded for the current scan (``Reference``);
-- ``slice_<plane>``, ``viewer_jump``, ``plane``, ...: the viewer's settings (the slice the browser
-  shows is the browser's own; the page sets it only on a jump).
+- ``viewer_for``, ``viewer_focus``, ``viewer_jump``: the point every plane of the viewer goes to (the slice
+  the browser shows is the browser's own; the page sets it only on a jump).
+
+Whenever one of these changes, ``remember`` keeps the latest result, the scan, the reference and the
+viewer's point for this session's next reload of the page (``ui.sign_ins``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from core.scan import Scan
 from core.segmentation import Segmentation
 from core.viewing import viewer_volume
 from core.viewing.slices import DisplayVolume
+from ui import sign_ins
 
 MAX_RESULTS = 3  # each holds a label map and a display copy of its scan
+#: What a reload of the page keeps (besides the latest result).
+KEPT_ON_RELOAD = ("scan", "reference", "viewer_for", "viewer_focus", "viewer_jump")
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,16 +92,28 @@ def prepare_display(scan: Scan) -> tuple[DisplayVolume, bytes]:
     return volume, viewer_volume.ct_pack(volume)
 
 
+def remember() -> None:
+    """Keep the latest result, the scan, the reference and the viewer's point for this session's next reload."""
+    kept = {key: st.session_state[key] for key in KEPT_ON_RELOAD if key in st.session_state}
+    results = st.session_state.get("results")
+    if results:
+        latest = next(reversed(results))
+        kept["results"] = {latest: results[latest]}  # one result: the reload keeps what was on screen, no more
+    sign_ins.remember(kept)
+
+
 def set_scan(loaded: Loaded) -> None:
     st.session_state["scan"] = loaded
     st.session_state.pop("scan_error", None)
     if st.session_state.get("reference") and st.session_state["reference"].scan_key != loaded.key:
         del st.session_state["reference"]  # a reference belongs to one scan
+    remember()
 
 
 def set_reference(reference: Reference) -> None:
     st.session_state["reference"] = reference
     st.session_state.pop("reference_error", None)
+    remember()
 
 
 def shown_result(scan_key: str, model: str) -> Shown | None:
@@ -103,9 +121,15 @@ def shown_result(scan_key: str, model: str) -> Shown | None:
     return st.session_state.get("results", {}).get((scan_key, model))
 
 
+def latest_model(scan_key: str) -> str | None:
+    """The model of this session's latest result for this scan, if any (after a reload, the one on screen)."""
+    models = [model for key, model in st.session_state.get("results", {}) if key == scan_key]
+    return models[-1] if models else None
+
+
 def has_result(scan_key: str) -> bool:
     """Whether this session has a result for this scan (with any model)."""
-    return any(key == scan_key for key, _ in st.session_state.get("results", {}))
+    return latest_model(scan_key) is not None
 
 
 def keep_result(scan_key: str, model: str, shown: Shown) -> None:
@@ -114,3 +138,20 @@ def keep_result(scan_key: str, model: str, shown: Shown) -> None:
     results[(scan_key, model)] = shown
     while len(results) > MAX_RESULTS:
         del results[next(iter(results))]
+    remember()
+
+
+def reset_viewer(result: Shown, volume: DisplayVolume, result_id: str) -> None:
+    """Point every plane at the largest lesion (or the liver) when a new result is shown."""
+    if st.session_state.get("viewer_for") == result_id:
+        return
+    st.session_state["viewer_for"] = result_id
+    lesions = result.lesions.lesions  # largest first, measured already: no second labelling of the volume (1.5 s at 512²)
+    jump(volume, volume.canonical_index(lesions[0].centroid_voxel) if lesions else volume.focus())
+
+
+def jump(volume: DisplayVolume, canonical_voxel) -> None:
+    """Show the slices through a voxel in every plane (the viewer follows a new ``viewer_jump``)."""
+    st.session_state["viewer_focus"] = viewer_volume.pack_voxel(volume, canonical_voxel)
+    st.session_state["viewer_jump"] = st.session_state.get("viewer_jump", 0) + 1
+    remember()

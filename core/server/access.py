@@ -120,6 +120,18 @@ class AccessPolicy:
         """True when no credentials are configured: anyone who can reach the app may use it."""
         return self.password is None and not self.users
 
+    def credential_tag(self, user: str) -> str | None:
+        """A fingerprint of what ``user`` signs in with now (``""``: the shared password; anyone when the app is open),
+        or ``None`` when it no longer lets anyone in.
+
+        A sign-in kept across reloads (``core.server.sign_ins``) ends once this changes: a new password or hash,
+        a removed user, a login added to an open app.
+        """
+        if self.open:
+            return "open"
+        encoded = self.users.get(user) if user else self.password
+        return None if encoded is None else hashlib.sha256(f"{user}\0{encoded}".encode()).hexdigest()
+
     def check(self, user: str, password: str) -> bool:
         """Whether the credentials let in: a listed user, or the shared password with no user name.
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.server.access import MIN_ITERATIONS, hash_password
 from tests.e2e.app_server import App, screenshot
+from tests.helpers.users import password, write_users
 
 pytestmark = pytest.mark.e2e
 
@@ -23,8 +23,7 @@ def private_app():
 
 @pytest.fixture(scope="module")
 def users_app(tmp_path_factory):
-    users = tmp_path_factory.mktemp("auth") / "users.toml"
-    users.write_text(f'alice = "{hash_password("alice-pass", iterations=MIN_ITERATIONS)}"\n', encoding="utf-8")
+    users = write_users(tmp_path_factory.mktemp("auth") / "users.toml", "alice")
     server = App(env={"LIVERSEG_USERS_FILE": str(users)})
     yield server
     server.stop()
@@ -53,6 +52,17 @@ def log_in(page, password: str, user: str | None = None) -> None:
         page.get_by_label("User name").fill(user)
     page.get_by_label("Password", exact=True).fill(password)
     page.get_by_role("button", name="Log in").click()
+
+
+def signed_in(browser, app: App, user: str):
+    """A new browser (context) signed in as ``user`` (password ``tests.helpers.users.password``) on the Segment page."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(120_000)
+    page = context.new_page()
+    page.goto(app.url)
+    log_in(page, password(user), user=user)
+    page.get_by_role("heading", name="Segment").wait_for(timeout=300_000)
+    return context, page
 
 
 @pytest.mark.parametrize("path", ["", "/segment", "/train", "/models"])

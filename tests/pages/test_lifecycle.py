@@ -58,12 +58,14 @@ def test_a_closed_session_is_shut_down_and_its_files_and_folder_released(runtime
     upload = UploadStore(tmp_path).open_session()
     upload.save("scan.nii.gz", b"data")
     keeper.sign_in(upload)
+    kept = keeper.sign_ins.issue("alice", "tag", session="a")  # what a reload of the tab would take over
     runtime.uploaded_file_mgr.file_storage["a"] = {"f": b"data"}
-    assert keeper.sweep() == 0 and upload.folder.exists()  # still open (or within its timeout)
+    assert keeper.sweep() == 0 and upload.folder.exists() and len(keeper.sign_ins) == 1  # still open (or within its timeout)
 
     shut = []
     runtime.live.discard("a")  # the tab closed and its timeout passed
     runtime.storage.expired = [("a", SimpleNamespace(session=SimpleNamespace(shutdown=lambda: shut.append("a"))))]
     assert keeper.sweep() == 1
     assert shut == ["a"] and "a" not in keeper.signed_in and "a" not in runtime.uploaded_file_mgr.file_storage
+    assert keeper.sign_ins.claim(kept, "b") is None and len(keeper.sign_ins) == 0  # no reload came: its result goes too
     assert list(tmp_path.iterdir()) == []

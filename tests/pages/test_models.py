@@ -26,6 +26,7 @@ from core.training.options import parse
 from core.training.run import train
 from tests.helpers import fake_training
 from tests.helpers.fake_training import TINY
+from tests.helpers.users import write_users
 
 SHIPPED_DIR = config.ROOT / "trained"  # the models shipped in the checkout, whatever LIVERSEG_TRAINED_DIR says
 SHIPPED, CASCADE = "liverseg-unet-2mm-v1", "liverseg-cascade-v1"
@@ -88,6 +89,53 @@ def test_making_a_model_the_default(trained, run_page):
     assert registry.default_model() == "mine"
     assert "The Segment page uses **mine**." in [m.value for m in page.markdown]
     assert page.button(key="is-default-mine").disabled
+
+
+@pytest.fixture
+def named_users(tmp_path, monkeypatch) -> None:
+    """A login with named users: alice an administrator, bob not."""
+    monkeypatch.setenv("LIVERSEG_USERS_FILE", str(write_users(tmp_path / "users.toml", "alice", "bob")))
+    monkeypatch.setenv("LIVERSEG_ADMINS", "alice")
+    monkeypatch.delenv("LIVERSEG_PASSWORD", raising=False)
+
+
+def signed_in_page(user: str, admin: bool) -> AppTest:
+    """The Models page for a session app.py has signed in as ``user``."""
+    page = AppTest.from_file(str(config.ROOT / "pages" / "models.py"), default_timeout=180)
+    page.session_state["uploads"] = None
+    page.session_state["user"], page.session_state["admin"] = user, admin
+    page.run()
+    assert not page.exception, page.exception
+    return page
+
+
+def test_with_named_users_only_an_administrator_makes_a_model_the_default(trained, named_users):
+    page = signed_in_page("alice", admin=True)
+    assert not page.info and not page.button(key="default-mine").disabled
+    page.button(key="default-mine").click().run()
+    assert registry.default_model() == "mine"
+
+
+@pytest.mark.parametrize(("user", "admin", "words"), [("bob", False, "You are signed in as bob, not as an administrator"),
+                                                      ("shared password", False, "You are signed in with the shared password"),
+                                                      ("carol", True, "You are signed in as carol")])  # no longer listed
+def test_with_named_users_anyone_else_sees_why_and_cannot_change_it(trained, named_users, user, admin, words):
+    page = signed_in_page(user, admin)
+    reason = page.info[0].value.replace("\\", "")  # shown as plain text: Markdown characters escaped
+    assert reason.startswith("Only an administrator can change the default model") and words in reason
+    button = page.button(key="default-mine")
+    assert button.disabled and button.help.replace("\\", "") == reason
+    assert not [m for m in page.markdown if "for every user of this server?" in m.value]  # no confirmation offered
+
+
+def test_the_change_itself_is_refused_to_a_user_no_longer_an_administrator(trained, named_users, monkeypatch):
+    """Checked where the default changes, not only by drawing the button: alice's page was drawn while she was one."""
+    page = signed_in_page("alice", admin=True)
+    monkeypatch.setenv("LIVERSEG_ADMINS", "bob")
+    page.button(key="default-mine").click().run()
+    assert registry.default_model() == SHIPPED
+    assert page.error[0].value.startswith("Only an administrator can change the default model")
+    assert page.button(key="default-mine").disabled
 
 
 def test_a_model_trained_here_can_be_removed_but_a_shipped_one_cannot(trained, run_page):
