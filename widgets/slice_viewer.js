@@ -5,11 +5,20 @@
 // never reruns for one.
 //
 // Streamlit calls the viewer again whenever the page sends new data (a jump to a lesion, another
-// reference). What the user set (slices, window, zoom, layers) survives that, kept per browser tab
-// below, unless the page asks for a jump with a new `jump` token.
+// reference). What the user set (slices, window, zoom, layers) survives that, and a reload, kept per
+// browser tab below, unless the page asks for a jump with a new `jump` token.
 
 // Shared with slice_viewer_pack.js, which receives the packs.
 const shared = (globalThis.__liversegViewer ??= { packs: {}, waiting: {}, state: null, jump: null, ct: null });
+// A reload of the page keeps the result (ui/sign_ins.py), and so what the user set here: kept in this tab's
+// sessionStorage as the page goes away, taken up again below when the same scan and jump come back.
+const KEPT = "liverseg-viewer";
+if (!shared.state) {
+  try {
+    Object.assign(shared, JSON.parse(sessionStorage.getItem(KEPT)) ?? {});
+  } catch { /* nothing kept, or unreadable: start afresh */ }
+  addEventListener("pagehide", () => sessionStorage.setItem(KEPT, JSON.stringify({ state: shared.state, jump: shared.jump, ct: shared.ct })));
+}
 const AXES = { axial: [0, 1, 2], coronal: [0, 2, 1], sagittal: [1, 2, 0] }; // screen horizontal, vertical, through (canonical R, A, S)
 const PLANES = ["axial", "coronal", "sagittal"];
 const NAMES = ["none", "liver", "lesion"];

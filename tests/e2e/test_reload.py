@@ -1,19 +1,23 @@
 """A reload within the session keeps the signed-in user and their last result, for that user only (issue 21).
 
-Named users alice and bob; alice segments the sample with the fast cascade (chosen under Expert settings),
-reloads, and is still signed in with the result on screen; bob, in another browser, never sees it; a token
-works once; after signing out a reload asks for the password again.
+Named users alice and bob; alice segments the sample with the fast cascade, sets the viewer, reloads, and is
+still signed in with the result on screen and the viewer as she left it; bob, in another browser, never sees
+it; a token works once; after signing out a reload asks for the password again.
 """
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from playwright.sync_api import expect
 
+from core import config
 from tests.e2e import segment_page
 from tests.e2e.app_server import App, screenshot
-from tests.e2e.test_access import assert_login_only, signed_in
-from tests.helpers.users import write_users
+from tests.e2e.test_access import assert_login_only, log_in, signed_in
+from tests.e2e.test_train_models import expand
+from tests.helpers.users import password, write_users
 from widgets.browser_token import COOKIE
 
 pytestmark = pytest.mark.e2e
@@ -23,8 +27,11 @@ FAST_MODEL = "liverseg-cascade-v1"
 
 @pytest.fixture(scope="module")
 def users_app(tmp_path_factory):
-    users = write_users(tmp_path_factory.mktemp("auth") / "users.toml", "alice", "bob")
-    server = App(env={**segment_page.APP_ENV, "LIVERSEG_USERS_FILE": str(users)})
+    """Named users alice and bob; the fast cascade is the one model (a segmentation in seconds, not a minute)."""
+    root = tmp_path_factory.mktemp("reload")
+    shutil.copytree(config.ROOT / "trained" / FAST_MODEL, root / "trained" / FAST_MODEL)
+    users = write_users(root / "users.toml", "alice", "bob")
+    server = App(env={**segment_page.APP_ENV, "LIVERSEG_USERS_FILE": str(users), "LIVERSEG_TRAINED_DIR": str(root / "trained")})
     yield server
     server.stop()
 
@@ -33,34 +40,33 @@ def assert_signed_in_as(page, user: str) -> None:
     expect(page.get_by_test_id("stSidebar")).to_contain_text(f"Signed in as {user}")
 
 
-def painted_slice(page) -> str:
+def painted(page) -> tuple[str, str]:
+    """The plane and slice the viewer has painted."""
     segment_page._wait_for_viewer(page)
-    return page.locator(segment_page.SLICE_CANVAS).get_attribute("data-slice")
+    canvas = page.locator(segment_page.SLICE_CANVAS)
+    return canvas.get_attribute("data-plane"), canvas.get_attribute("data-slice")
 
 
 def test_a_reload_keeps_the_user_and_their_result_for_them_only(browser, users_app):
     context, page = signed_in(browser, users_app, "alice")
     try:
         segment_page.choose_sample(page)
-        page.get_by_role("button", name="Find the liver and lesions").wait_for()  # the sample's run has ended
-        page.get_by_text("Expert settings").click()
-        model = page.get_by_role("combobox", name="Model")
-        model.click()
-        page.keyboard.type(FAST_MODEL)  # typed: the list can close as the expander settles
-        page.keyboard.press("Enter")
-        expect(model).to_have_value(FAST_MODEL)
         segment_page.segment(page)
         lesions = page.get_by_test_id("stMetric").filter(has_text="Lesions found").inner_text()
-        focus = painted_slice(page)
+        segment_page.choose_plane(page, "coronal")  # what the user set in the viewer
+        segment_page.move_slice(page)
+        segment_page.choose_window(page, "Liver")
+        shown = painted(page)
         assert not [c for c in context.cookies() if c["name"] == COOKIE]  # no token in the cookie jar while the tab is open
 
         page.reload()
         assert_signed_in_as(page, "alice")
         page.get_by_text("Tumour burden").wait_for()
         assert page.get_by_test_id("stMetric").filter(has_text="Lesions found").inner_text() == lesions
-        assert painted_slice(page) == focus  # the viewer at the same point, painted from the kept packs
+        assert painted(page) == shown  # the viewer as the user left it, painted from the kept packs
+        expect(page.locator(".lsv-window")).to_have_value("Liver")
         expect(page.get_by_role("button", name="Find the liver and lesions")).to_have_count(0)  # no second run
-        page.get_by_text("Details").click()
+        expand(page, "Details")
         page.get_by_text(f"with model {FAST_MODEL}").wait_for()
         assert not [c for c in context.cookies() if c["name"] == COOKIE]  # the token it came with is deleted, used once
         screenshot(page, "reload-01-kept")
@@ -90,5 +96,22 @@ def test_a_reload_keeps_the_user_and_their_result_for_them_only(browser, users_a
         assert_login_only(page)
         page.reload()
         assert_login_only(page)
+    finally:
+        context.close()
+
+
+def test_on_a_phone_a_reload_keeps_the_sign_in_too(browser, users_app):
+    """The token's component sits in the sidebar, which a phone keeps folded away."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    context.set_default_timeout(120_000)
+    try:
+        page = context.new_page()
+        page.goto(users_app.url)
+        log_in(page, password("bob"), user="bob")
+        page.get_by_role("heading", name="Segment").wait_for(timeout=300_000)
+        page.reload()
+        page.get_by_role("heading", name="Segment").wait_for()
+        assert_signed_in_as(page, "bob")
+        expect(page.get_by_role("button", name="Log in")).to_have_count(0)
     finally:
         context.close()
