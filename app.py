@@ -15,7 +15,7 @@ import streamlit as st
 from core.errors import LiverSegError
 from core.server import access, uploads
 from ui import caches, lifecycle, sign_ins
-from ui.session import SHARED_USER, access_policy, upload_session
+from ui.session import NEXT_PAGE, SHARED_USER, access_policy, upload_session
 from ui.text import plain
 
 st.set_page_config(page_title="LiverSeg", page_icon="🩺", layout="wide")
@@ -103,4 +103,8 @@ def _pages() -> list:
 
 pages = _pages()
 # Signed out, the login form stands at every address: no navigation between its copies.
-st.navigation(pages, position="hidden" if pages[0].title == "Log in" else "sidebar").run()
+navigation = st.navigation(pages, position="hidden" if pages[0].title == "Log in" else "sidebar")
+if pages is PAGES and NEXT_PAGE in st.query_params:  # through the gate from a page served on its own
+    wanted = st.query_params.pop(NEXT_PAGE)
+    st.switch_page(next((page for page in PAGES if page.url_path == wanted), PAGES[0]))  # a known page, never an address
+navigation.run()

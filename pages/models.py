@@ -16,7 +16,7 @@ from ui.models import default_model_refusal, set_default_model
 from ui.session import require_login
 from ui.text import plain
 
-require_login()
+require_login("models")
 
 
 def scalar(value) -> bool:

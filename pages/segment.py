@@ -45,7 +45,7 @@ from ui.text import plain
 from ui.uploads import fingerprint, name_stem, read_upload
 from widgets.slice_viewer import slice_viewer
 
-require_login()
+require_login("segment")
 
 
 

@@ -29,7 +29,7 @@ from ui.forms import typed_words
 from ui.session import current_user, require_login
 from ui.text import plain
 
-require_login()
+require_login("train")
 
 #: How often the job panel refreshes itself while a job is queued or running (s).
 REFRESH_S = 2.0

@@ -7,14 +7,19 @@ import streamlit as st
 from core.server import access, uploads
 
 
-def require_login() -> None:
-    """Send a visitor who came straight to a page through ``app.py``'s login gate first.
+def require_login(page: str) -> None:
+    """Send a visitor who came straight to ``page`` (its address, e.g. ``"models"``) through
+    ``app.py``'s login gate first, and back to that page after it (``app.py`` reads ``next``).
 
     Streamlit serves pages/ by itself on a fresh server's very first run, before app.py has
     called st.navigation once: without this, that first visitor would skip the gate.
     """
     if "uploads" not in st.session_state:
-        st.switch_page("app.py")
+        st.switch_page("app.py", query_params={NEXT_PAGE: page})
+
+
+#: The query parameter that names the page to open once the gate is passed.
+NEXT_PAGE = "next"
 
 
 #: Who everyone is when no login is configured: one user, so anyone may cancel any job.

@@ -74,14 +74,18 @@ def test_no_page_shows_anything_before_login(context, private_app, path):
         screenshot(page, "access-01-login")
 
 
-@pytest.mark.parametrize("path", ["/segment", "/train", "/models"])
-def test_a_page_opened_first_on_a_fresh_server_asks_for_login(context, path):
-    """The server's very first run is the one Streamlit may serve from pages/ without app.py."""
+@pytest.mark.parametrize(("path", "heading"), [("/segment", "Segment"), ("/train", "Train"), ("/models", "Models")])
+def test_a_page_opened_first_on_a_fresh_server_asks_for_login_then_opens(context, path, heading):
+    """The server's very first run is the one Streamlit may serve from pages/ without app.py: that
+    visitor gets the login form too, and after it the page they asked for."""
     server = App(env={"LIVERSEG_PASSWORD": PASSWORD})
     try:
         page = context.new_page()
         page.goto(server.url + path)
         assert_login_only(page)
+        log_in(page, PASSWORD)
+        page.get_by_role("heading", name=heading).wait_for()
+        assert "next=" not in page.url
     finally:
         server.stop()
 
