@@ -195,16 +195,15 @@ class PretrainedPair:
 
         start = time.perf_counter()
         liver_lps = np.zeros(hu_lps.shape, bool)
+        lesion_probability = np.zeros(scan.voxels.shape, np.float32)
+        tiles = (0, 0)
         mask = _largest_liver(np.flip(probability, (0, 1)))
-        if mask is not None:  # back onto the crop as the recipe does: linear, rounded to 0 or 1
+        if mask is not None:  # back onto the crop as the recipe does (linear, rounded to 0 or 1), then lesions
             mask_box = ndimage.find_objects(mask.view(np.uint8))[0]
             part, region = linear_zoom_of_box(mask[mask_box], mask_box, mask.shape, hu_lps[box].shape)
             liver_lps[box][region] = part >= 0.5
+            lesion_probability, tiles = self._lesions(scan, np.flip(liver_lps, (0, 1)), report)
         liver = np.flip(liver_lps, (0, 1))
-        lesion_probability = np.zeros(scan.voxels.shape, np.float32)
-        tiles = (0, 0)
-        if mask is not None:
-            lesion_probability, tiles = self._lesions(scan, liver, report)
         seconds["lesion_network"] = time.perf_counter() - start
         return PairOutput(
             liver=scan.to_scan(liver), lesion=scan.to_scan(lesion_probability > 0),
