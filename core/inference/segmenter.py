@@ -23,10 +23,11 @@ the boundaries keep the sub-voxel detail of the interpolated probabilities.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -55,6 +56,17 @@ _ACCELERATOR = threading.Lock()
 OOM_NOTE = "the GPU ran out of memory, so inference finished on the CPU (slower)"
 #: Sliding window: a quarter of each patch shared with its neighbour, two patches per forward pass.
 OVERLAP, BATCH_SIZE = 0.25, 2
+
+
+@contextlib.contextmanager
+def _accelerator(notes: list[str]) -> Iterator[None]:
+    """Hold the accelerator for one inference, noting a wait of over a second for another session's."""
+    queued = time.perf_counter()
+    with _ACCELERATOR:
+        waited = time.perf_counter() - queued
+        if waited > 1:
+            notes.append(f"waited {waited:.0f} s for another segmentation to finish")
+        yield
 
 
 def resolve_device(device: str) -> torch.device:
@@ -103,12 +115,8 @@ class _Stage(_OnDevice):
     def infer(self, image: torch.Tensor, report: Callable[[float], None]) -> tuple[torch.Tensor, str, list[str]]:
         """Class probabilities on the model grid, the device that produced them, and notes."""
         window = dict(patch_size=self.card.patch_size, overlap=OVERLAP, batch_size=BATCH_SIZE, progress=report)
-        notes = []
-        queued = time.perf_counter()
-        with _ACCELERATOR:
-            waited = time.perf_counter() - queued
-            if waited > 1:
-                notes.append(f"waited {waited:.0f} s for another segmentation to finish")
+        notes: list[str] = []
+        with _accelerator(notes):
             if self.device.type == "cuda":
                 try:
                     amp = self.precision != "float32"
@@ -147,11 +155,7 @@ class _PairStage(_OnDevice):
                     device = torch.device("cpu")
             return _forward(getattr(self._cpu_network(), name), array, device, self.cpu_amp)
 
-        queued = time.perf_counter()
-        with _ACCELERATOR:
-            waited = time.perf_counter() - queued
-            if waited > 1:
-                notes.append(f"waited {waited:.0f} s for another segmentation to finish")
+        with _accelerator(notes):
             output = PretrainedPair(run).predict(scan.voxels, scan.affine, report)
         return output, device.type
 
