@@ -80,15 +80,49 @@ def instance_norm_lrelu(x: torch.Tensor) -> torch.Tensor:
     """The original's normalisation then activation, in place when no gradient is needed (inference),
     which halves the peak memory.
 
-    The statistics are taken on ``x`` as it is: torch's reductions accumulate bfloat16 in float32
-    and round only the result, which the normalisation rounds to ``x``'s precision anyway (a float32
-    copy, whole or per channel, gave bit-identical outputs at 1.6x a lesion tile's time).
+    A bfloat16 map in channels-last order on the CPU (the pair's inference there) takes
+    ``_bfloat16_norm_lrelu``; everything else torch's own reductions, which are the original's
+    arithmetic in float32.
     """
-    std, mean = torch.std_mean(x, dim=tuple(range(2, x.ndim)), keepdim=True, correction=0)
-    std = std + EPSILON
     if torch.is_grad_enabled():
-        return F.leaky_relu((x - mean) / std, NEGATIVE_SLOPE)
-    return F.leaky_relu_(x.sub_(mean).div_(std), NEGATIVE_SLOPE)
+        std, mean = torch.std_mean(x, dim=tuple(range(2, x.ndim)), keepdim=True, correction=0)
+        return F.leaky_relu((x - mean) / (std + EPSILON), NEGATIVE_SLOPE)
+    if x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last_3d):
+        for sample in x:
+            _bfloat16_norm_lrelu(sample.permute(1, 2, 3, 0).reshape(-1, x.shape[1]))
+        return x
+    std, mean = torch.std_mean(x, dim=tuple(range(2, x.ndim)), keepdim=True, correction=0)
+    return F.leaky_relu_(x.sub_(mean).div_(std + EPSILON), NEGATIVE_SLOPE)
+
+
+#: Float32 values per chunk of ``_bfloat16_norm_lrelu``: about a megabyte, which stays in a core's cache.
+_CHUNK_VALUES = 2**18
+
+
+def _bfloat16_norm_lrelu(voxels: torch.Tensor) -> None:
+    """Normalise and activate ``voxels`` (a view of one bfloat16 map as voxels x channels) in place,
+    computing in float32 chunk by chunk and rounding once.
+
+    Why not torch's reductions: on a CPU they reduce a bfloat16 map at a fifth of their float32 speed
+    and round the mean and the standard deviation to bfloat16, whose error (up to 2 % of a standard
+    deviation) shifts every normalised voxel alike; here the statistics are float32 sums (one
+    matrix-vector product per chunk), shifted by a sampled mean so that the one-pass variance does not
+    cancel, and the map is normalised in float32: 3-4x faster and 16x closer to float32 per layer.
+    """
+    rows = max(1, _CHUNK_VALUES // voxels.shape[1])
+    shift = voxels[:: max(1, len(voxels) // 1024)].float().mean(dim=0)
+    ones = voxels.new_ones(rows, dtype=torch.float32)
+    total = torch.zeros_like(shift)
+    squares = torch.zeros_like(shift)
+    for chunk in voxels.split(rows):
+        centred = chunk.float().sub_(shift)
+        total += ones[: len(chunk)] @ centred
+        squares += ones[: len(chunk)] @ centred.square_()
+    offset = total / len(voxels)
+    mean = shift + offset
+    std = (squares / len(voxels) - offset * offset).clamp_min_(0).sqrt_() + EPSILON
+    for chunk in voxels.split(rows):
+        chunk.copy_(F.leaky_relu_(chunk.float().sub_(mean).div_(std), NEGATIVE_SLOPE))
 
 
 def _centre_crop(x: torch.Tensor, size: torch.Size) -> torch.Tensor:

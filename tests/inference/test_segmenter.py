@@ -10,6 +10,7 @@ import core.inference.segmenter as inference
 from core import config
 from core.errors import LiverSegError
 from core.inference.segmenter import OOM_NOTE, Segmenter, resolve_device
+from core.inference.sliding_window import cpu_has_native_bfloat16
 from core.model import registry
 from core.model.card import ModelCard
 from core.model.unet import UNet
@@ -227,10 +228,11 @@ def test_a_cascade_card_and_its_first_stage_come_together():
         Segmenter.from_network(NearestIntensity(CARD), CARD, first_stage=Nothing())
 
 
-@pytest.mark.parametrize(("precision", "cpu_amp"), [("auto", True), ("float32", False), ("mixed", True)])
-def test_pretrained_pair_gpu_out_of_memory_finishes_on_the_cpu(monkeypatch, precision, cpu_amp):
+@pytest.mark.parametrize(("precision", "cpu_bfloat16"), [("auto", True), ("float32", False), ("mixed", True)])
+def test_pretrained_pair_gpu_out_of_memory_finishes_on_the_cpu(monkeypatch, precision, cpu_bfloat16):
     """The pair's CUDA path, simulated: every input asked for on CUDA runs out of memory; the scan finishes on the
-    CPU, says so, and keeps the precision rules (bfloat16 on the CPU where the card records it was measured)."""
+    CPU, says so, and keeps the precision rules (on the CPU a bfloat16 copy where the card records it was measured
+    and the CPU computes it natively, run as it is; mixed precision on the GPU unless float32 is asked for)."""
     from core.model.multipathway_unet import NetworkPair
     from tests.inference.test_pretrained_pair import _small_body, _stand_in
 
@@ -238,7 +240,7 @@ def test_pretrained_pair_gpu_out_of_memory_finishes_on_the_cpu(monkeypatch, prec
     stand_in, asked = _stand_in([]), []
 
     def forward(network, array, device, amp):
-        asked.append((device.type, amp))
+        asked.append((device.type, amp, next(network.parameters()).dtype))
         if device.type == "cuda":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return stand_in("liver" if network.architecture.padding == "same" else "lesion", array)
@@ -247,6 +249,7 @@ def test_pretrained_pair_gpu_out_of_memory_finishes_on_the_cpu(monkeypatch, prec
     on_gpu = Segmenter.from_network(NetworkPair(), card, precision=precision)
     on_gpu._pair.device = torch.device("cuda")  # what resolve_device("auto") gives on a GPU machine (no .to() here)
     result = on_gpu.segment(Scan(_small_body(), np.diag([3.0, 3.0, 3.0, 1.0])))
-    assert asked[0] == ("cuda", precision != "float32") and set(asked[1:]) == {("cpu", cpu_amp)}
+    cpu_dtype = torch.bfloat16 if cpu_bfloat16 and cpu_has_native_bfloat16() else torch.float32
+    assert asked[0] == ("cuda", precision != "float32", torch.float32) and set(asked[1:]) == {("cpu", False, cpu_dtype)}
     assert result.device == "cpu" and OOM_NOTE in result.notes
     assert (result.labels == 1).any() and result.model == "kul-liver-lesion-v1"

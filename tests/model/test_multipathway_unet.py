@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from torch.nn import functional as F
+
+from core.model import multipathway_unet
 from core.model.multipathway_unet import LESION, LIVER, MultiPathwayUNet, instance_norm_lrelu, output_shape
 
 
@@ -44,3 +47,19 @@ def test_normalisation_is_over_the_whole_extent_without_parameters():
     positive = torch.where(y >= 0, y, y / 0.01)  # undo LeakyReLU 0.01
     assert torch.allclose(positive.mean(dim=(2, 3, 4)), torch.zeros(1, 3), atol=1e-5)
     assert torch.allclose(positive.std(dim=(2, 3, 4), unbiased=False), torch.ones(1, 3), atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk_values", [2**18, 97])  # one chunk per map, and many uneven ones
+def test_bfloat16_normalisation_is_float32_arithmetic_rounded_once(monkeypatch, chunk_values):
+    """The CPU's bfloat16 path (channels-last maps) against float64 on the same bfloat16 values: every voxel
+    within one bfloat16 rounding of the result, per sample of a batch, though the mean is 20 standard
+    deviations from zero, where statistics rounded to bfloat16 would shift every voxel by up to 0.08."""
+    monkeypatch.setattr(multipathway_unet, "_CHUNK_VALUES", chunk_values)
+    x = (torch.randn(2, 3, 17, 13, 11, dtype=torch.float64) * 0.05 + torch.tensor([1.0, -3.0])[:, None, None, None, None])
+    x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last_3d)
+    std, mean = torch.std_mean(x.double(), dim=(2, 3, 4), keepdim=True, correction=0)
+    expected = F.leaky_relu((x.double() - mean) / (std + 1e-7), 0.01)
+    with torch.inference_mode():
+        y = instance_norm_lrelu(x.clone(memory_format=torch.channels_last_3d))
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last_3d)
+    assert ((y.double() - expected).abs() <= expected.abs() * 2**-8 + 1e-5).all()
