@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from torch.nn import functional as F
 
 from core.model import multipathway_unet
