@@ -12,6 +12,7 @@ import torch
 import torchio as tio
 from scipy import ndimage
 
+from core.imageio.sitk_image import median_3
 from core.model.card import ModelCard
 
 
@@ -27,7 +28,7 @@ class Denoise(tio.IntensityTransform):
         for image in self.get_images(subject):
             array = image.data[0].numpy()
             if self.method == "median":
-                smoothed = ndimage.median_filter(array, size=3)
+                smoothed = median_3(array)
             else:
                 smoothed = ndimage.gaussian_filter(array, sigma=0.5)
             image.set_data(torch.from_numpy(np.ascontiguousarray(smoothed))[np.newaxis])

@@ -31,6 +31,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from core.imageio.sitk_image import median_3
 from core.inference.abdomen_crop import abdomen_box
 from core.inference.zoom import linear_zoom_of_box, zoom
 
@@ -81,7 +82,7 @@ def _liver_input(hu_lps: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, t
     """The liver network's 3 mm input (RAS order) and the abdomen box it shows (LPS array slices)."""
     box = abdomen_box(hu_lps, spacing)
     image = zoom(hu_lps[box], spacing / LIVER_MEDIAN_MM)
-    image = ndimage.median_filter(image, size=3)
+    image = median_3(image)
     image = zoom(image, [LIVER_MEDIAN_MM / LIVER_MM] * 3)
     return np.flip(scaled_hu(image), (0, 1)), box
 
