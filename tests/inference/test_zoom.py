@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from core.inference.zoom import linear_zoom_of_box, zoom
+from core.inference.zoom import linear_zoom_of_box, reach, zoom, zoomed_shape
 
 
 def _reference_1d(values: np.ndarray, factor: float) -> np.ndarray:
@@ -46,6 +46,23 @@ def test_sizes_round_up_and_unit_factors_leave_an_axis():
     out = zoom(np.ones((10, 7, 5)), (0.57 / 1.5, 1, 2.5))
     assert out.shape == (4, 7, 13)
     assert out.dtype == np.float32
+
+
+@pytest.mark.parametrize("factors", [(0.57, 0.57, 0.83), (1.6, 1.0, 2.5)])
+def test_a_box_of_the_output_is_that_part_of_the_whole_zoom(factors):
+    volume = np.random.default_rng(1).normal(size=(31, 27, 19))
+    whole = zoom(volume, factors)
+    assert whole.shape == zoomed_shape(volume.shape, factors)
+    box = tuple(slice(n // 4, n - n // 3) for n in whole.shape)
+    np.testing.assert_allclose(zoom(volume, factors, box), whole[box], atol=1e-5)
+
+
+def test_reach_holds_every_output_voxel_an_input_box_touches():
+    factors, shape, box = (0.57, 1.6, 1.0), (31, 27, 19), (slice(5, 9), slice(26, 27), slice(0, 3))
+    volume = np.zeros(shape)
+    volume[box] = 1
+    touched = zoom(volume, factors) > 0  # every weight is positive: touched is exactly where the box reaches
+    assert reach(box, shape, factors) == ndimage.find_objects(touched.view(np.uint8))[0]
 
 
 @pytest.mark.parametrize(("full_shape", "out_shape", "box"), [
