@@ -48,17 +48,20 @@ def test_normalisation_is_over_the_whole_extent_without_parameters():
     assert torch.allclose(positive.std(dim=(2, 3, 4), unbiased=False), torch.ones(1, 3), atol=1e-4)
 
 
-@pytest.mark.parametrize("chunk_values", [2**18, 97])  # one chunk per map, and many uneven ones
-def test_bfloat16_normalisation_is_float32_arithmetic_rounded_once(monkeypatch, chunk_values):
-    """The CPU's bfloat16 path (channels-last maps) against float64 on the same bfloat16 values: every voxel
-    within one bfloat16 rounding of the result, per sample of a batch, though the mean is 20 standard
-    deviations from zero, where statistics rounded to bfloat16 would shift every voxel by up to 0.08."""
+@pytest.mark.parametrize(("chunk_values", "memory_format"), [
+    (2**18, torch.channels_last_3d), (97, torch.channels_last_3d),  # the CPU's chunks: one per map, many uneven ones
+    (2**18, torch.contiguous_format),  # the whole-map path a GPU takes
+])
+def test_bfloat16_normalisation_is_float32_arithmetic_rounded_once(monkeypatch, chunk_values, memory_format):
+    """Reduced precision against float64 on the same bfloat16 values: every voxel within one bfloat16
+    rounding of the result, per sample of a batch, though the mean is 20 standard deviations from zero,
+    where statistics rounded to bfloat16 would shift every voxel by up to 0.08."""
     monkeypatch.setattr(multipathway_unet, "_CHUNK_VALUES", chunk_values)
     x = (torch.randn(2, 3, 17, 13, 11, dtype=torch.float64) * 0.05 + torch.tensor([1.0, -3.0])[:, None, None, None, None])
-    x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last_3d)
+    x = x.to(torch.bfloat16).contiguous(memory_format=memory_format)
     std, mean = torch.std_mean(x.double(), dim=(2, 3, 4), keepdim=True, correction=0)
     expected = F.leaky_relu((x.double() - mean) / (std + 1e-7), 0.01)
     with torch.inference_mode():
-        y = instance_norm_lrelu(x.clone(memory_format=torch.channels_last_3d))
-    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=torch.channels_last_3d)
+        y = instance_norm_lrelu(x.clone(memory_format=memory_format))
+    assert y.dtype == torch.bfloat16 and y.is_contiguous(memory_format=memory_format)
     assert ((y.double() - expected).abs() <= expected.abs() * 2**-8 + 1e-5).all()
