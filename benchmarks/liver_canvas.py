@@ -23,7 +23,8 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the checkout is the package root
 from core import config
 from core.inference import pretrained_pair as pair_recipe
-from core.inference.sliding_window import autocast
+from core.inference.segmenter import _forward
+from core.inference.sliding_window import cpu_has_native_bfloat16
 from core.model import registry
 from core.model.multipathway_unet import LIVER, output_shape
 
@@ -52,9 +53,7 @@ def liver_on(canvas_shape, image, box, lps_shape, scan, network) -> tuple[np.nda
     finally:
         pair_recipe.LIVER_CANVAS, pair_recipe.LIVER_OUTPUT = saved
     start = time.perf_counter()
-    tensor = torch.from_numpy(canvas)[None, None].to(memory_format=torch.channels_last_3d)
-    with torch.inference_mode(), autocast(torch.device("cpu"), True):
-        probability = network(tensor)[0, 0].float().numpy()[output]
+    probability = _forward(network, canvas, torch.device("cpu"), amp=False)[output]
     seconds = time.perf_counter() - start
     mask = pair_recipe._largest_liver(np.flip(probability, (0, 1)))
     liver = np.zeros(lps_shape, bool)
@@ -66,7 +65,9 @@ def liver_on(canvas_shape, image, box, lps_shape, scan, network) -> tuple[np.nda
 
 def main() -> None:
     pair, _ = registry.load_network("kul-liver-lesion-v1")
-    network = pair.liver.eval().to(memory_format=torch.channels_last_3d)
+    # As the default runs it on this CPU: a bfloat16 copy where bfloat16 is native, channels-last.
+    dtype = torch.bfloat16 if cpu_has_native_bfloat16() else torch.float32
+    network = pair.liver.eval().to(dtype, memory_format=torch.channels_last_3d)
     folders = [config.SHARED_DATA_DIR / name for name in sys.argv[1:]] or sorted(config.SHARED_DATA_DIR.iterdir())
     for folder in folders:
         label = next((folder / n for n in ("label.nii.gz", "liver.nii.gz") if (folder / n).exists()), None)

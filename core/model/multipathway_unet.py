@@ -82,8 +82,9 @@ def instance_norm_lrelu(x: torch.Tensor) -> torch.Tensor:
 
     In reduced precision (a GPU's autocast, bfloat16 on a CPU) the statistics and the normalisation are
     float32 and only the result is rounded: statistics rounded to bfloat16 are off by up to 2 % of a
-    standard deviation, which shifts every voxel of a channel alike and doubled the label changes
-    against float32 on IRCAD 1.1. On a CPU this takes ``_bfloat16_norm_lrelu``, which is also faster.
+    standard deviation, which shifts every voxel of a channel alike (on IRCAD 1.1 the lesion
+    network's outputs then differed from float32 at 218 voxels, against 173). On a CPU this takes
+    ``_bfloat16_norm_lrelu``, which is also faster.
     """
     dims = tuple(range(2, x.ndim))
     if torch.is_grad_enabled():
@@ -111,7 +112,8 @@ def _bfloat16_norm_lrelu(voxels: torch.Tensor) -> None:
     Why not torch's reductions: on a CPU they reduce a bfloat16 map at a fifth of their float32 speed.
     Here the statistics are float32 sums (one matrix-vector product per chunk), shifted by a sampled
     mean so that the one-pass variance does not cancel: with the normalisation, 3-4x faster than
-    torch's bfloat16 statistics and 16x closer to float32 per layer.
+    torch's bfloat16 statistics, and 16x closer to float64 on a map whose mean is 17 deviations
+    from zero (mean error 0.0006 against 0.009).
     """
     rows = max(1, _CHUNK_VALUES // voxels.shape[1])
     shift = voxels[:: max(1, len(voxels) // 1024)].float().mean(dim=0)
