@@ -253,3 +253,25 @@ def test_pretrained_pair_gpu_out_of_memory_finishes_on_the_cpu(monkeypatch, prec
     assert asked[0] == ("cuda", precision != "float32", torch.float32) and set(asked[1:]) == {("cpu", False, cpu_dtype)}
     assert result.device == "cpu" and OOM_NOTE in result.notes
     assert (result.labels == 1).any() and result.model == "kul-liver-lesion-v1"
+
+
+@pytest.mark.parametrize(("precision", "cpu_bfloat16"), [("auto", True), ("float32", False), ("mixed", True)])
+def test_pretrained_pair_on_the_cpu_runs_a_bfloat16_copy_where_measured_and_native(monkeypatch, precision, cpu_bfloat16):
+    """On a CPU the pair runs as a bfloat16 copy (no autocast) where its card records bfloat16 keeps the labels
+    and the CPU computes it natively; the network handed in (shared, perhaps being fine-tuned) stays float32."""
+    from core.model.multipathway_unet import NetworkPair
+    from tests.inference.test_pretrained_pair import _small_body, _stand_in
+
+    card = ModelCard.load(config.TRAINED_DIR / "kul-liver-lesion-v1")
+    stand_in, asked = _stand_in([]), set()
+
+    def forward(network, array, device, amp):
+        asked.add((device.type, amp, next(network.parameters()).dtype))
+        return stand_in("liver" if network.architecture.padding == "same" else "lesion", array)
+
+    monkeypatch.setattr(inference, "_forward", forward)
+    pair = NetworkPair()
+    Segmenter.from_network(pair, card, device="cpu", precision=precision).segment(Scan(_small_body(), np.diag([3.0, 3.0, 3.0, 1.0])))
+    cpu_dtype = torch.bfloat16 if cpu_bfloat16 and cpu_has_native_bfloat16() else torch.float32
+    assert asked == {("cpu", False, cpu_dtype)}
+    assert next(pair.parameters()).dtype == torch.float32
