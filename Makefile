@@ -26,7 +26,7 @@ weights: install
 	$(PY) -m core pretrained
 
 run: sample weights
-	$(VENV)/bin/streamlit run app.py --server.address 0.0.0.0 --server.port $(PORT)
+	$(PY) -m core serve --address 0.0.0.0 --port $(PORT)
 
 lint: install
 	$(VENV)/bin/ruff check .

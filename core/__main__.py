@@ -2,6 +2,10 @@
 
 import sys
 
-from core.cli import main
+from core import allocator
+
+allocator.configure()  # before any array: they all come from this thread (see core.allocator)
+
+from core.cli import main  # noqa: E402
 
 sys.exit(main())

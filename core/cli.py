@@ -1,4 +1,4 @@
-"""``python -m core``: segment, evaluate, analyse lesions, train, cross-validate, compare models, fetch the sample and the pretrained weights.
+"""``python -m core``: segment, evaluate, analyse lesions, train, cross-validate, compare models, fetch the sample and the pretrained weights, serve the app.
 
 Every command exits 0 on success. A problem the user can fix
 (``LiverSegError``, a missing or unreadable file) prints one ``error: ...`` line
@@ -207,6 +207,18 @@ def _hash_password(args: argparse.Namespace) -> None:
     print(f'{json.dumps(args.user)} = "{encoded}"' if args.user else encoded)  # a TOML line; the quotes allow any name
 
 
+def _serve(args: argparse.Namespace) -> None:
+    import os
+
+    from core import allocator, config
+
+    # The Streamlit server replaces this process, with the allocator's settings in its environment
+    # from its start (``core.allocator``); .streamlit/config.toml holds the rest.
+    command = [sys.executable, "-m", "streamlit", "run", str(config.ROOT / "app.py"),
+               "--server.address", args.address, "--server.port", str(args.port)]
+    os.execve(sys.executable, command, allocator.environment(dict(os.environ)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Liver and liver-lesion segmentation of abdominal CT.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -286,6 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     hashing.add_argument("--user", help="print a `NAME = \"hash\"` line for [auth.users] or LIVERSEG_USERS_FILE")
     hashing.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help=f"PBKDF2-SHA256 rounds (default {DEFAULT_ITERATIONS})")
     hashing.set_defaults(run=_hash_password)
+
+    serve = commands.add_parser("serve", help="serve the app (Streamlit) with the allocator settings segmentation is fast with")
+    serve.add_argument("--address", default="127.0.0.1", help="interface to listen on (default: %(default)s, this machine only)")
+    serve.add_argument("--port", type=int, default=8501, help="port (default: %(default)s)")
+    serve.set_defaults(run=_serve)
     return parser
 
 

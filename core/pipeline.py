@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from core import allocator
 from core.evaluation.lesions import LesionReport, analyse_lesions
 from core.evaluation.metrics import evaluate
 from core.imageio.ground_truth import GroundTruth
@@ -104,7 +105,10 @@ def run(scan: Scan, segmenter: Segments, reference: GroundTruth | None = None, p
             leaving it to the segmenter's card: cross-validation segments once with every lesion
             kept and scores at the card's threshold (``Result.unfiltered_labels`` keeps the rest).
     """
-    segmentation = segmenter.segment(scan, progress)
+    try:
+        segmentation = segmenter.segment(scan, progress)
+    finally:
+        allocator.release()  # what the segmentation's temporaries took goes back to the system (core.allocator)
     unfiltered = None
     if lesion_threshold is not None and segmentation.lesion_probability is not None:
         unfiltered = segmentation.labels

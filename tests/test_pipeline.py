@@ -84,3 +84,18 @@ def test_measure_labels_that_exist_already(case):
     scan, labels = case
     result = pipeline.measure(Segmentation(labels, scan))
     assert len(result.lesions.lesions) == len(analyse_lesions(labels, scan).lesions) and result.metrics is None
+
+
+def test_the_memory_a_segmentation_kept_is_released_even_when_it_fails(case, monkeypatch):
+    scan, labels = case
+    released = []
+    monkeypatch.setattr(pipeline.allocator, "release", lambda: released.append(True))
+    pipeline.run(scan, Known(labels))
+
+    class Failing(Known):
+        def segment(self, scan, progress=None):
+            raise MemoryError
+
+    with pytest.raises(MemoryError):
+        pipeline.run(scan, Failing(labels))
+    assert released == [True, True]

@@ -24,14 +24,13 @@ def free_port() -> int:
 
 
 class App:
-    """A ``streamlit run app.py`` process on localhost with its own environment."""
+    """The app served as ``make run`` serves it (``python -m core serve``), on localhost with its own environment."""
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(os.environ.get("TMPDIR", "/tmp")) / f"liverseg-app-{self.port}.log"
-        command = [sys.executable, "-m", "streamlit", "run", str(config.ROOT / "app.py"), "--server.port", str(self.port),
-                   "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+        command = [sys.executable, "-m", "core", "serve", "--port", str(self.port), "--address", "127.0.0.1"]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(command, cwd=config.ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
