@@ -171,7 +171,7 @@ async def session(browser, url: str, case: Case, mode: str, downloads: Path) -> 
         await find.wait_for()
         loaded = time.monotonic()
         await find.click()
-        await page.get_by_text("Done in").wait_for()
+        await page.get_by_text("Done in").wait_for(state="attached")  # folded into the Details expander
         done = time.monotonic()
         await page.get_by_role("tab", name="Downloads").click()
         async with page.expect_download() as download:
