@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import sys
 
 #: The settings as glibc reads them from the environment at process start (tunables, glibc 2.26+).
 TUNABLES = "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
@@ -29,7 +30,9 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 
 @functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    libc = ctypes.CDLL(None)
+    if sys.platform != "linux":
+        return None
+    libc = ctypes.CDLL(None)  # the symbols the process has loaded, the C library's among them
     return libc if hasattr(libc, "gnu_get_libc_version") else None
 
 

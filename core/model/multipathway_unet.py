@@ -84,7 +84,7 @@ def instance_norm_lrelu(x: torch.Tensor) -> torch.Tensor:
     float32 and only the result is rounded: statistics rounded to bfloat16 are off by up to 2 % of a
     standard deviation, which shifts every voxel of a channel alike (on IRCAD 1.1 the lesion
     network's outputs then differed from float32 at 218 voxels, against 173). On a CPU this takes
-    ``_bfloat16_norm_lrelu``, which is also faster.
+    ``_chunked_norm_lrelu``, which is also faster.
     """
     dims = tuple(range(2, x.ndim))
     if torch.is_grad_enabled():
@@ -95,17 +95,17 @@ def instance_norm_lrelu(x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu_(x.sub_(mean).div_(std + EPSILON), NEGATIVE_SLOPE)
     if x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last_3d):
         for sample in x:
-            _bfloat16_norm_lrelu(sample.permute(1, 2, 3, 0).reshape(-1, x.shape[1]))
+            _chunked_norm_lrelu(sample.permute(1, 2, 3, 0).reshape(-1, x.shape[1]))
         return x
     std, mean = torch.std_mean(x.float(), dim=dims, keepdim=True, correction=0)
     return x.copy_(F.leaky_relu_((x.float() - mean) / (std + EPSILON), NEGATIVE_SLOPE))
 
 
-#: Float32 values per chunk of ``_bfloat16_norm_lrelu``: about a megabyte, which stays in a core's cache.
+#: Float32 values per chunk of ``_chunked_norm_lrelu``: about a megabyte, which stays in a core's cache.
 _CHUNK_VALUES = 2**18
 
 
-def _bfloat16_norm_lrelu(voxels: torch.Tensor) -> None:
+def _chunked_norm_lrelu(voxels: torch.Tensor) -> None:
     """Normalise and activate ``voxels`` (a view of one reduced-precision map on the CPU as voxels x
     channels) in place, computing in float32 chunk by chunk, which no whole-map float32 copy needs.
 
