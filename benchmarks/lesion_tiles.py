@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 from core import config
 from core.inference import pretrained_pair as recipe
 from core.inference.segmenter import _forward
-from core.inference.sliding_window import cpu_has_native_bfloat16
+from core.inference.sliding_window import cpu_inference_dtype
 from core.model import registry
 from core.model.multipathway_unet import LESION, output_shape
 from core.segmentation import LESION as LESION_LABEL
@@ -94,7 +94,7 @@ def main() -> None:
     args = parser.parse_args()
     pair, _ = registry.load_network("kul-liver-lesion-v1")
     # As the default runs it on this CPU: a bfloat16 copy where bfloat16 is native, channels-last.
-    dtype = torch.bfloat16 if cpu_has_native_bfloat16() else torch.float32
+    dtype = cpu_inference_dtype(mixed=True)
     pair = pair.eval().to(dtype, memory_format=torch.channels_last_3d)
 
     def run(name: str, array: np.ndarray) -> np.ndarray:

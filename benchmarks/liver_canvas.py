@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 from core import config
 from core.inference import pretrained_pair as pair_recipe
 from core.inference.segmenter import _forward
-from core.inference.sliding_window import cpu_has_native_bfloat16
+from core.inference.sliding_window import cpu_inference_dtype
 from core.model import registry
 from core.model.multipathway_unet import LIVER, output_shape
 
@@ -66,7 +66,7 @@ def liver_on(canvas_shape, image, box, lps_shape, scan, network) -> tuple[np.nda
 def main() -> None:
     pair, _ = registry.load_network("kul-liver-lesion-v1")
     # As the default runs it on this CPU: a bfloat16 copy where bfloat16 is native, channels-last.
-    dtype = torch.bfloat16 if cpu_has_native_bfloat16() else torch.float32
+    dtype = cpu_inference_dtype(mixed=True)
     network = pair.liver.eval().to(dtype, memory_format=torch.channels_last_3d)
     folders = [config.SHARED_DATA_DIR / name for name in sys.argv[1:]] or sorted(config.SHARED_DATA_DIR.iterdir())
     for folder in folders:

@@ -41,7 +41,7 @@ from core.imageio.sitk_image import resample_onto
 from core.inference.first_stage import FirstStageRegion
 from core.inference.preprocessing import preprocessing
 from core.inference.pretrained_pair import PairOutput, PretrainedPair
-from core.inference.sliding_window import autocast, cpu_has_native_bfloat16, sliding_window_probabilities
+from core.inference.sliding_window import autocast, cpu_inference_dtype, sliding_window_probabilities
 from core.model import registry
 from core.model.card import PRETRAINED_PAIR, ModelCard
 from core.model.multipathway_unet import NetworkPair
@@ -140,9 +140,8 @@ class _PairStage(_OnDevice):
         # and where the CPU computes it natively. There the networks are bfloat16 copies run as they are:
         # autocast would cast every weight again for every input and max-pool in float32 (11 % of a lesion tile).
         cpu_amp = precision == "mixed" or (precision == "auto" and card.cpu_bfloat16_measured)
-        cpu_dtype = torch.bfloat16 if cpu_amp and cpu_has_native_bfloat16() else torch.float32
         # Channels-last: oneDNN's and cuDNN's fast 3D convolutions (1.6x on this project's CPU).
-        super().__init__(pair, device, torch.channels_last_3d, cpu_dtype)
+        super().__init__(pair, device, torch.channels_last_3d, cpu_inference_dtype(cpu_amp))
         self.gpu_amp = precision != "float32"
 
     def predict(self, scan: Scan, report: Progress, notes: list[str]) -> tuple[PairOutput, str]:

@@ -98,6 +98,11 @@ def cpu_has_native_bfloat16() -> bool:
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
+def cpu_inference_dtype(mixed: bool) -> torch.dtype:
+    """The dtype a network runs in as such on this CPU: bfloat16 where ``mixed`` and computed natively, else float32."""
+    return torch.bfloat16 if mixed and cpu_has_native_bfloat16() else torch.float32
+
+
 def _sampler(image: torch.Tensor, patch: tuple[int, ...], overlap: float) -> tio.GridSampler:
     # GridSampler wants an even overlap per axis, smaller than the patch.
     overlap_voxels = tuple(min(2 * round(p * overlap / 2), p - 2) for p in patch)
